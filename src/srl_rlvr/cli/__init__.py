@@ -1,0 +1,1 @@
+"""The ``srl-rlvr`` command line: a thin main.py plus one module per command group."""

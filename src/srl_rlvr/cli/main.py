@@ -1,0 +1,57 @@
+"""Entry point of the ``srl-rlvr`` console script.
+
+User mistakes (UserInputError, bad flags) print one clear line and exit 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from srl_rlvr import __version__
+from srl_rlvr.errors import UserInputError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="srl-rlvr")
+def cli() -> None:
+    """Post-train small LLMs with Supervised RL (SRL), then RLVR.
+
+    \b
+    Example:
+      srl-rlvr demo --out out/demo
+    """
+
+
+def _register() -> None:
+    from srl_rlvr.cli.data import data_group
+    from srl_rlvr.cli.demo import demo_command
+    from srl_rlvr.cli.models import models_group
+
+    cli.add_command(models_group)
+    cli.add_command(data_group)
+    cli.add_command(demo_command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rv = cli.main(args=argv, prog_name="srl-rlvr", standalone_mode=False)
+    except UserInputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Expert trajectories in, SRL step instances out."""

@@ -1,0 +1,1 @@
+"""Trajectory loaders, registered by name (see registry.py)."""
