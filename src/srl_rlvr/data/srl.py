@@ -28,12 +28,7 @@ from srl_rlvr.data.loaders.agent import agent_turns, transcript_system_prompt
 from srl_rlvr.data.schema import Trajectory
 from srl_rlvr.data.steps import split_steps
 from srl_rlvr.errors import UserInputError
-
-SRL_SYSTEM_PROMPT = (
-    "You solve problems one step at a time. You are shown a problem and the steps taken so far. "
-    "First think about what to do next inside <think> and </think>. "
-    "Then, after </think>, write only the next step: one short step, not the rest of the solution."
-)
+from srl_rlvr.prompts import SRL_SYSTEM_PROMPT, render_step_prompt
 
 
 @dataclass
@@ -73,12 +68,6 @@ def trajectory_actions(traj: Trajectory) -> list[Action]:
     if traj.solution is not None:
         return [Action(s) for s in split_steps(traj.solution)]
     return [Action(t.action, tuple(t.context)) for t in agent_turns(traj.messages or [])]
-
-
-def render_step_prompt(problem: str, previous: list[str], k: int) -> str:
-    """The user message for target step k (1-based) given the expert's steps 1..k-1."""
-    done = "\n".join(f"Step {i}: {s}" for i, s in enumerate(previous, 1)) if previous else "(none yet)"
-    return f"Problem:\n{problem}\n\nSteps so far:\n{done}\n\nWrite step {k}."
 
 
 def _instance(traj: Trajectory, k: int, n: int, prompt: list[dict[str, Any]], target: str) -> dict[str, Any]:

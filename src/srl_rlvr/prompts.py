@@ -1,0 +1,51 @@
+"""Every prompt the model sees, in one place, so SRL, RLVR, SFT, eval and serving stay consistent.
+
+The SRL step prompt and the full-problem prompt share the system prompt's opening and the
+``Problem: / Steps so far:`` layout; the full-problem prompt is the step-1 prompt asking for all steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SRL_SYSTEM_PROMPT = (
+    "You solve problems one step at a time. You are shown a problem and the steps taken so far. "
+    "First think about what to do next inside <think> and </think>. "
+    "Then, after </think>, write only the next step: one short step, not the rest of the solution."
+)
+
+FULL_SYSTEM_PROMPT = (
+    "You solve problems one step at a time. You are shown a problem and the steps taken so far. "
+    "For each step, first think inside <think> and </think>, then write the step. "
+    "Write every step until the problem is solved, and end with: The answer is <answer>."
+)
+
+NO_STEPS_YET = "(none yet)"
+
+
+def render_steps(previous: list[str]) -> str:
+    return "\n".join(f"Step {i}: {s}" for i, s in enumerate(previous, 1)) if previous else NO_STEPS_YET
+
+
+def render_step_prompt(problem: str, previous: list[str], k: int) -> str:
+    """The SRL user message for target step k (1-based) given the expert's steps 1..k-1."""
+    return f"Problem:\n{problem}\n\nSteps so far:\n{render_steps(previous)}\n\nWrite step {k}."
+
+
+def srl_step_messages(problem: str, previous: list[str], k: int, system: str = SRL_SYSTEM_PROMPT) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": render_step_prompt(problem, previous, k)}]
+
+
+def full_problem_messages(problem: str) -> list[dict[str, Any]]:
+    """The prompt RLVR trains on and eval scores with: solve the whole problem, every step, then the answer.
+
+    >>> full_problem_messages("What is 2+3?")[1]["content"]
+    'Problem:\\nWhat is 2+3?\\n\\nSteps so far:\\n(none yet)\\n\\nWrite all the steps and the final answer.'
+    """
+    user = f"Problem:\n{problem}\n\nSteps so far:\n{NO_STEPS_YET}\n\nWrite all the steps and the final answer."
+    return [{"role": "system", "content": FULL_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def full_solution_text(steps: list[str]) -> str:
+    """An expert solution as the full-problem completion format (used by the SFT baseline)."""
+    return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
