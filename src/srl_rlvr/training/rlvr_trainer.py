@@ -1,0 +1,31 @@
+"""RLVRTrainer: GRPO on a verifiable reward (math-verify answers, code tests) with the DAPO filter.
+
+It is meant to start from the SRL stage's weights; ``training.stages.train_rlvr`` enforces that handoff.
+
+    srl-rlvr train rlvr --init-from runs/srl/final --data data/demo/train.jsonl --out runs/rlvr
+"""
+
+from __future__ import annotations
+
+from trl import GRPOTrainer
+
+from srl_rlvr.rewards import get_reward_func
+from srl_rlvr.training.generation import FastGenerationMixin
+from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
+from srl_rlvr.training.rlvr_config import RLVRConfig
+from srl_rlvr.training.sampling import DynamicSamplingMixin
+from srl_rlvr.training.srl_trainer import require_columns
+
+REWARD_COLUMNS = {"math": ("answer",), "code": ("tests",)}
+
+
+class RLVRTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin, GRPOTrainer):
+    """GRPO on full-problem prompts (``prompt``) with a checkable reward column (``answer`` or ``tests``)."""
+
+    def __init__(self, model, args: RLVRConfig, train_dataset, processing_class=None, peft_config=None,
+                 callbacks=None, reward_funcs=None):
+        require_columns(train_dataset, ("prompt", *REWARD_COLUMNS.get(args.reward, ())), "RLVR training data")
+        if reward_funcs is None:
+            reward_funcs = [get_reward_func(args.reward)]
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
+                         processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)

@@ -1,0 +1,56 @@
+"""Configuration of the SRL stage: TRL's GRPOConfig plus the SRL-specific knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+
+@dataclass
+class DynamicSamplingArgs:
+    """Fields shared by the SRL and RLVR configs (mixed into both)."""
+
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop prompt groups whose population reward std is <= dynamic_sampling_epsilon and "
+                          "generate more prompts until the batch is full (or max_refill_rounds is spent)."},
+    )
+    dynamic_sampling_epsilon: float = field(default=1e-4, metadata={"help": "Groups with reward std <= this are dropped."})
+    max_refill_rounds: int = field(
+        default=3, metadata={"help": "Cap on generation rounds per optimiser batch, the first included."}
+    )
+    shared_prefix_generation: bool = field(
+        default=True,
+        metadata={"help": "On the plain transformers path, prefill each prompt once per group and sample its "
+                          "rollouts from a shared KV cache, under the configured autocast (bf16/fp16)."},
+    )
+
+    shared_prefix_training: bool = field(
+        default=True,
+        metadata={"help": "Run each group's shared prompt through the model once when computing log-probs "
+                          "(single process, text-only); exact, and far cheaper for long prompts and short steps."},
+    )
+
+    def _check_dynamic_sampling(self) -> None:
+        if self.dynamic_sampling_epsilon < 0:
+            raise ValueError(f"dynamic_sampling_epsilon must be >= 0, got {self.dynamic_sampling_epsilon}")
+        if self.max_refill_rounds < 1:
+            raise ValueError(f"max_refill_rounds must be >= 1, got {self.max_refill_rounds}")
+
+
+@dataclass
+class SRLConfig(DynamicSamplingArgs, GRPOConfig):
+    """GRPOConfig for SRL. Paper defaults: KL 0 (``beta=0``), temperature 1.0, 8 rollouts per prompt.
+
+    ``reward_mode`` picks the SRL reward: ``strict`` (the paper's −1 for a broken format) or ``lenient``
+    (malformed completions graded below the strict range; needed by very small models, see docs/rewards.md).
+    """
+
+    reward_mode: str = field(default="strict", metadata={"help": "SRL reward format mode: 'strict' or 'lenient'."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward_mode not in ("strict", "lenient"):
+            raise ValueError(f"reward_mode must be 'strict' or 'lenient', got {self.reward_mode!r}")
+        self._check_dynamic_sampling()

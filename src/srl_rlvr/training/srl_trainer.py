@@ -1,0 +1,33 @@
+"""SRLTrainer: TRL's GRPOTrainer with the SRL step reward, dynamic sampling with refill and faster rollouts.
+
+    srl-rlvr train srl --model smollm2-135m --data data/demo/srl_train.jsonl --out runs/srl
+"""
+
+from __future__ import annotations
+
+from trl import GRPOTrainer
+
+from srl_rlvr.errors import UserInputError
+from srl_rlvr.rewards import get_reward_func
+from srl_rlvr.training.generation import FastGenerationMixin
+from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
+from srl_rlvr.training.sampling import DynamicSamplingMixin
+from srl_rlvr.training.srl_config import SRLConfig
+
+
+def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise UserInputError(f"{what} needs the column(s) {missing}; the dataset has {dataset.column_names}")
+
+
+class SRLTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin, GRPOTrainer):
+    """GRPO on SRL step instances (``prompt`` chat messages + ``expert_step``)."""
+
+    def __init__(self, model, args: SRLConfig, train_dataset, processing_class=None, peft_config=None,
+                 callbacks=None, reward_funcs=None):
+        require_columns(train_dataset, ("prompt", "expert_step"), "SRL training data")
+        if reward_funcs is None:
+            reward_funcs = [get_reward_func("srl_lenient" if args.reward_mode == "lenient" else "srl_strict")]
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
+                         processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)

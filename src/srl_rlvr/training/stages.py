@@ -1,0 +1,181 @@
+"""Stage runners: build a trainer from files on disk, train (resumably), save a loadable final model.
+
+Every stage writes ``OUT/final`` (a full model folder, or a LoRA adapter folder whose base is recorded)
+plus ``OUT/final/srl_rlvr_stage.json`` naming the stage and what it started from, and
+``OUT/log_history.json`` (TRL's per-step metrics). RLVR refuses to start from anything but a finished
+SRL (or SFT) stage: a missing or incompatible checkpoint is an error, never a silent fallback to the base.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from transformers.trainer_utils import get_last_checkpoint
+
+from srl_rlvr.data.loaders.jsonl import load_jsonl
+from srl_rlvr.data.loaders.registry import load_source
+from srl_rlvr.errors import InvalidRecord, UserInputError
+from srl_rlvr.prompts import full_problem_messages
+from srl_rlvr.training.rlvr_config import RLVRConfig
+from srl_rlvr.training.rlvr_trainer import RLVRTrainer
+from srl_rlvr.training.srl_config import SRLConfig
+from srl_rlvr.training.srl_trainer import SRLTrainer
+
+MANIFEST = "srl_rlvr_stage.json"
+FINAL = "final"
+INSTANCE_FIELDS = ("prompt", "expert_step")
+
+
+@dataclass
+class StageResult:
+    final_dir: Path
+    global_step: int
+    log_history: list[dict[str, Any]]
+
+
+# --- data -------------------------------------------------------------------------------------------
+def _validate_instance(obj: Any, path: str, line: int) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise InvalidRecord(path, line, "<row>", "expected a JSON object (an SRL instance)")
+    for name in INSTANCE_FIELDS:
+        if name not in obj:
+            raise InvalidRecord(path, line, name, "is required (build instances with `srl-rlvr data build`)")
+    if not isinstance(obj["expert_step"], str) or not obj["expert_step"].strip():
+        raise InvalidRecord(path, line, "expert_step", "must be a non-empty string")
+    prompt = obj["prompt"]
+    if not isinstance(prompt, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in prompt):
+        raise InvalidRecord(path, line, "prompt", "must be a list of chat messages with string content")
+    return {"prompt": prompt, "expert_step": obj["expert_step"]}
+
+
+def srl_dataset(path: str | Path) -> Dataset:
+    """SRL instance JSONL → the columns the SRL reward reads."""
+    rows = load_jsonl(path, _validate_instance).rows
+    if not rows:
+        raise UserInputError(f"{path}: no SRL instances")
+    return Dataset.from_list(rows)
+
+
+def rlvr_dataset(path: str | Path, reward: str = "math") -> Dataset:
+    """Trajectories with answers (or tests) → full-problem prompts plus the reward's column."""
+    rows = []
+    for t in load_source(str(path)).rows:
+        if reward == "math":
+            if t.answer is None:
+                raise UserInputError(f"{path}: trajectory {t.id!r} has no 'answer', which RLVR's math reward needs")
+            rows.append({"prompt": full_problem_messages(t.problem), "answer": t.answer})
+        else:
+            if t.tests is None:
+                raise UserInputError(f"{path}: trajectory {t.id!r} has no 'tests', which RLVR's code reward needs")
+            rows.append({"prompt": full_problem_messages(t.problem), "tests": t.tests,
+                         "entry_point": t.metadata.get("entry_point")})
+    if not rows:
+        raise UserInputError(f"{path}: no trajectories")
+    return Dataset.from_list(rows)
+
+
+# --- models -------------------------------------------------------------------------------------------
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    p = folder / MANIFEST
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def load_base_policy(model: str):
+    """A model name/id/folder → (model, tokenizer) in float32 (mixed precision is the trainer's business)."""
+    from srl_rlvr.models import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(model)
+
+
+def load_stage_checkpoint(folder: str | Path, expect: tuple[str, ...] = ("srl", "sft")):
+    """Load a finished stage's final model for further training; raise UserInputError if it is not one.
+
+    A LoRA stage gives back its adapter, trainable, so RLVR keeps training the adapter SRL trained.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserInputError(f"checkpoint to start from not found: {folder} (run the SRL stage first)")
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise UserInputError(f"{folder} is not a finished srl-rlvr stage: {MANIFEST} is missing")
+    if manifest.get("stage") not in expect:
+        raise UserInputError(f"{folder} is a {manifest.get('stage')!r} stage; expected one of {list(expect)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if (folder / "adapter_config.json").is_file():
+            base, _ = load_base_policy(manifest["base_model"])
+            model = PeftModel.from_pretrained(base, folder, is_trainable=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise UserInputError(f"cannot load the checkpoint in {folder}: {exc}") from None
+    return model, tokenizer, manifest
+
+
+def _peft_config(lora: dict[str, Any] | None):
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
+    settings.update(lora)
+    return LoraConfig(**settings)
+
+
+# --- trainers ------------------------------------------------------------------------------------------
+def build_srl_trainer(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None, callbacks=None):
+    policy, tokenizer = load_base_policy(model)
+    return SRLTrainer(model=policy, args=args, train_dataset=srl_dataset(data), processing_class=tokenizer,
+                      peft_config=_peft_config(lora), callbacks=callbacks)
+
+
+def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig, callbacks=None,
+                       expect: tuple[str, ...] = ("srl", "sft")):
+    """RLVR continues from a finished SRL (or SFT) stage's weights: the handoff the paper's result rests on."""
+    policy, tokenizer, manifest = load_stage_checkpoint(init_from, expect)
+    trainer = RLVRTrainer(model=policy, args=args, train_dataset=rlvr_dataset(data, args.reward),
+                          processing_class=tokenizer, callbacks=callbacks)
+    trainer.srl_rlvr_init = {"init_from": str(init_from), "base_model": manifest["base_model"]}
+    return trainer
+
+
+def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra: dict[str, Any] | None = None) -> StageResult:
+    """Train (from the last checkpoint when ``resume``), then save ``OUT/final`` with its manifest."""
+    out = Path(trainer.args.output_dir)
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = out / FINAL
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(str(final))
+        manifest = {"stage": stage, "base_model": base_model, "global_step": trainer.state.global_step,
+                    "lora": (final / "adapter_config.json").is_file(), **(extra or {})}
+        (final / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
+
+
+def train_srl(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None,
+              resume: bool = False, callbacks=None) -> StageResult:
+    """SRL stage: ``model`` is a name (``smollm2-135m``), HF id or folder; ``data`` SRL instance JSONL."""
+    from srl_rlvr.models import resolve_model
+
+    base = resolve_model(model)
+    trainer = build_srl_trainer(base, data, args, lora, callbacks)
+    return run_stage(trainer, "srl", base, resume)
+
+
+def train_rlvr(init_from: str | Path, data: str | Path, args: RLVRConfig, resume: bool = False, callbacks=None,
+               expect: tuple[str, ...] = ("srl", "sft")) -> StageResult:
+    """RLVR stage from a finished SRL/SFT stage folder (``OUT/final``); ``data`` trajectories with answers."""
+    trainer = build_rlvr_trainer(init_from, data, args, callbacks, expect)
+    return run_stage(trainer, "rlvr", trainer.srl_rlvr_init["base_model"], resume,
+                     extra={"init_from": str(init_from)})
