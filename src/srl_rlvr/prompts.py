@@ -8,17 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
+# A concrete example of the format: small models (SmolLM2-135M) never produce <think>…</think> from the
+# instruction alone (0 of 24 sampled rollouts); with the example and a "<think>" prefill some do.
+FORMAT_EXAMPLE = "Example of the format:\n<think>3 bags of 5 apples: multiply.</think>She has 3 * 5 = 15 apples."
+
 SRL_SYSTEM_PROMPT = (
     "You solve problems one step at a time. You are shown a problem and the steps taken so far. "
     "First think about what to do next inside <think> and </think>. "
-    "Then, after </think>, write only the next step: one short step, not the rest of the solution."
+    "Then, after </think>, write only the next step: one short step, not the rest of the solution.\n\n"
+    + FORMAT_EXAMPLE
 )
 
 FULL_SYSTEM_PROMPT = (
     "You solve problems one step at a time. You are shown a problem and the steps taken so far. "
     "For each step, first think inside <think> and </think>, then write the step. "
-    "Write every step until the problem is solved, and end with: The answer is <answer>."
+    "Write every step until the problem is solved, and end with: The answer is <answer>.\n\n"
+    + FORMAT_EXAMPLE
 )
+
+# Reasoning-model chat templates (DeepSeek-R1 style) open the monologue for the model; ``think_prefill``
+# does the same: the generation prompt ends with this tag and it is put back in front of the completion
+# before scoring, so rewards and parsers always see the full ``<think>…</think>action`` text.
+THINK_PREFILL = "<think>"
 
 NO_STEPS_YET = "(none yet)"
 
@@ -49,3 +60,19 @@ def full_problem_messages(problem: str) -> list[dict[str, Any]]:
 def full_solution_text(steps: list[str]) -> str:
     """An expert solution as the full-problem completion format (used by the SFT baseline)."""
     return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
+
+
+def render_generation_prompt(tokenizer, messages: list[dict[str, Any]], think_prefill: bool = False) -> str:
+    """The exact text a model is prompted with: the chat template's generation prompt, plus ``<think>``
+    when the model is trained/served with the monologue opened for it."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text + THINK_PREFILL if think_prefill else text
+
+
+def with_prefill(completion: str, think_prefill: bool) -> str:
+    """Put the prefilled ``<think>`` back in front of a generated completion (no-op without prefill).
+
+    >>> with_prefill("plan</think>x = 5", True)
+    '<think>plan</think>x = 5'
+    """
+    return THINK_PREFILL + completion if think_prefill else completion

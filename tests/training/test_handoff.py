@@ -64,10 +64,12 @@ def test_lora_handoff(tiny_model_dir, files, stage_kwargs, tmp_path):
 
 def test_rlvr_trains_and_records_its_origin(tiny_model_dir, files, stage_kwargs, tmp_path):
     srl_data, traj = files
-    srl = train_srl(str(tiny_model_dir), srl_data, SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl"), max_steps=1), reward_mode="lenient"))
+    srl_args = SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl"), max_steps=1), reward_mode="lenient", think_prefill=True)
+    srl = train_srl(str(tiny_model_dir), srl_data, srl_args)
     rlvr = train_rlvr(srl.final_dir, traj, RLVRConfig(**stage_kwargs(output_dir=str(tmp_path / "rlvr"))))
     manifest = json.loads((rlvr.final_dir / MANIFEST).read_text())
     assert manifest["stage"] == "rlvr" and manifest["init_from"] == str(srl.final_dir)
+    assert manifest["think_prefill"] is True, "RLVR must inherit the prompt format SRL was trained with"
     assert rlvr.global_step == 2
 
 

@@ -67,3 +67,25 @@ def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
         plain = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                generation_config=cfg)[0, len(ids):]
         assert ours[i, : plain.numel()].tolist() == plain.tolist()
+
+
+def test_think_prefill_is_scored_with_its_tag(tiny_model_dir, srl_rows, grpo_kwargs, tmp_path):
+    """With think_prefill the prompt ends in <think> and every reward call sees '<think>' + completion."""
+    from srl_rlvr.data.srl import write_jsonl
+    from srl_rlvr.training.stages import build_srl_trainer
+
+    seen = []
+
+    def reward(completions, **_):
+        seen.extend(completions)
+        return [float(len(c) % 3) for c in completions]
+
+    write_jsonl(tmp_path / "srl.jsonl", srl_rows)
+    args = SRLConfig(**grpo_kwargs(max_steps=1), think_prefill=True, max_refill_rounds=1)
+    trainer = build_srl_trainer(str(tiny_model_dir), tmp_path / "srl.jsonl", args)
+    assert trainer.train_dataset[0]["prompt"].endswith("<|im_start|>assistant\n<think>")
+    from srl_rlvr.training.srl_trainer import prefilled
+
+    trainer.reward_funcs = [prefilled(reward)]  # the trainer's own wrapper, around a recording reward
+    trainer.train()
+    assert seen and all(c.startswith("<think>") for c in seen)

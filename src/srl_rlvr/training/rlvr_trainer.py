@@ -14,7 +14,7 @@ from srl_rlvr.training.generation import FastGenerationMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.sampling import DynamicSamplingMixin
-from srl_rlvr.training.srl_trainer import require_columns
+from srl_rlvr.training.srl_trainer import require_columns, with_prompt_format
 
 REWARD_COLUMNS = {"math": ("answer",), "code": ("tests",)}
 
@@ -27,5 +27,6 @@ class RLVRTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMi
         require_columns(train_dataset, ("prompt", *REWARD_COLUMNS.get(args.reward, ())), "RLVR training data")
         if reward_funcs is None:
             reward_funcs = [get_reward_func(args.reward)]
+        reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)

@@ -32,6 +32,12 @@ class DynamicSamplingArgs:
                           "(single process, text-only); exact, and far cheaper for long prompts and short steps."},
     )
 
+    think_prefill: bool | None = field(
+        default=None,
+        metadata={"help": "End the generation prompt with '<think>' (R1-style) and score '<think>' + completion. "
+                          "SRL: None means off. RLVR: None inherits the setting the SRL checkpoint was trained with."},
+    )
+
     def _check_dynamic_sampling(self) -> None:
         if self.dynamic_sampling_epsilon < 0:
             raise ValueError(f"dynamic_sampling_epsilon must be >= 0, got {self.dynamic_sampling_epsilon}")

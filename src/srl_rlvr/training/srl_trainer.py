@@ -8,11 +8,26 @@ from __future__ import annotations
 from trl import GRPOTrainer
 
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.prompts import with_prefill
 from srl_rlvr.rewards import get_reward_func
 from srl_rlvr.training.generation import FastGenerationMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
 from srl_rlvr.training.sampling import DynamicSamplingMixin
 from srl_rlvr.training.srl_config import SRLConfig
+
+
+def prefilled(reward_func):
+    """Score ``<think>`` + completion when the prompt ended with the prefilled ``<think>``."""
+
+    def wrapped(completions, **kwargs):
+        return reward_func([with_prefill(c, True) if isinstance(c, str) else c for c in completions], **kwargs)
+
+    wrapped.__name__ = getattr(reward_func, "__name__", "reward")
+    return wrapped
+
+
+def with_prompt_format(reward_funcs: list, think_prefill: bool | None) -> list:
+    return [prefilled(f) for f in reward_funcs] if think_prefill else list(reward_funcs)
 
 
 def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:
@@ -29,5 +44,6 @@ class SRLTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMix
         require_columns(train_dataset, ("prompt", "expert_step"), "SRL training data")
         if reward_funcs is None:
             reward_funcs = [get_reward_func("srl_lenient" if args.reward_mode == "lenient" else "srl_strict")]
+        reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)

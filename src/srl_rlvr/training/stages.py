@@ -19,7 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.errors import InvalidRecord, UserInputError
-from srl_rlvr.prompts import full_problem_messages
+from srl_rlvr.prompts import full_problem_messages, render_generation_prompt
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.rlvr_trainer import RLVRTrainer
 from srl_rlvr.training.srl_config import SRLConfig
@@ -52,27 +52,34 @@ def _validate_instance(obj: Any, path: str, line: int) -> dict[str, Any]:
     return {"prompt": prompt, "expert_step": obj["expert_step"]}
 
 
-def srl_dataset(path: str | Path) -> Dataset:
+def _prompt(messages: list[dict[str, Any]], tokenizer, think_prefill: bool | None):
+    # with a prefill the prompt is rendered text (TRL then uses it as is); otherwise chat messages
+    return render_generation_prompt(tokenizer, messages, True) if think_prefill else messages
+
+
+def srl_dataset(path: str | Path, tokenizer=None, think_prefill: bool | None = False) -> Dataset:
     """SRL instance JSONL → the columns the SRL reward reads."""
     rows = load_jsonl(path, _validate_instance).rows
     if not rows:
         raise UserInputError(f"{path}: no SRL instances")
+    for row in rows:
+        row["prompt"] = _prompt(row["prompt"], tokenizer, think_prefill)
     return Dataset.from_list(rows)
 
 
-def rlvr_dataset(path: str | Path, reward: str = "math") -> Dataset:
+def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_prefill: bool | None = False) -> Dataset:
     """Trajectories with answers (or tests) → full-problem prompts plus the reward's column."""
     rows = []
     for t in load_source(str(path)).rows:
+        prompt = _prompt(full_problem_messages(t.problem), tokenizer, think_prefill)
         if reward == "math":
             if t.answer is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'answer', which RLVR's math reward needs")
-            rows.append({"prompt": full_problem_messages(t.problem), "answer": t.answer})
+            rows.append({"prompt": prompt, "answer": t.answer})
         else:
             if t.tests is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'tests', which RLVR's code reward needs")
-            rows.append({"prompt": full_problem_messages(t.problem), "tests": t.tests,
-                         "entry_point": t.metadata.get("entry_point")})
+            rows.append({"prompt": prompt, "tests": t.tests, "entry_point": t.metadata.get("entry_point")})
     if not rows:
         raise UserInputError(f"{path}: no trajectories")
     return Dataset.from_list(rows)
@@ -133,7 +140,8 @@ def _peft_config(lora: dict[str, Any] | None):
 # --- trainers ------------------------------------------------------------------------------------------
 def build_srl_trainer(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None, callbacks=None):
     policy, tokenizer = load_base_policy(model)
-    return SRLTrainer(model=policy, args=args, train_dataset=srl_dataset(data), processing_class=tokenizer,
+    dataset = srl_dataset(data, tokenizer, args.think_prefill)
+    return SRLTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer,
                       peft_config=_peft_config(lora), callbacks=callbacks)
 
 
@@ -141,7 +149,10 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
                        expect: tuple[str, ...] = ("srl", "sft")):
     """RLVR continues from a finished SRL (or SFT) stage's weights: the handoff the paper's result rests on."""
     policy, tokenizer, manifest = load_stage_checkpoint(init_from, expect)
-    trainer = RLVRTrainer(model=policy, args=args, train_dataset=rlvr_dataset(data, args.reward),
+    if args.think_prefill is None:  # the prompt format travels with the model
+        args.think_prefill = bool(manifest.get("think_prefill", False))
+    dataset = rlvr_dataset(data, args.reward, tokenizer, args.think_prefill)
+    trainer = RLVRTrainer(model=policy, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=callbacks)
     trainer.srl_rlvr_init = {"init_from": str(init_from), "base_model": manifest["base_model"]}
     return trainer
@@ -157,7 +168,8 @@ def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra:
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(final))
         manifest = {"stage": stage, "base_model": base_model, "global_step": trainer.state.global_step,
-                    "lora": (final / "adapter_config.json").is_file(), **(extra or {})}
+                    "lora": (final / "adapter_config.json").is_file(),
+                    "think_prefill": bool(getattr(trainer.args, "think_prefill", False)), **(extra or {})}
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
