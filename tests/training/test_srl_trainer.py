@@ -86,6 +86,7 @@ def test_think_prefill_is_scored_with_its_tag(tiny_model_dir, srl_rows, grpo_kwa
     assert trainer.train_dataset[0]["prompt"].endswith("<|im_start|>assistant\n<think>")
     from srl_rlvr.training.srl_trainer import prefilled
 
-    trainer.reward_funcs = [prefilled(reward)]  # the trainer's own wrapper, around a recording reward
+    # the trainer's own wrapper around a recording reward; the weight-0 format metric stays second
+    trainer.reward_funcs = [prefilled(reward), trainer.reward_funcs[1]]
     trainer.train()
     assert seen and all(c.startswith("<think>") for c in seen)

@@ -10,6 +10,7 @@ from trl import GRPOTrainer
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.prompts import with_prefill
 from srl_rlvr.rewards import get_reward_func
+from srl_rlvr.training.callbacks import with_format_ok_metric
 from srl_rlvr.training.generation import FastGenerationMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
 from srl_rlvr.training.sampling import DynamicSamplingMixin
@@ -44,6 +45,8 @@ class SRLTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMix
         require_columns(train_dataset, ("prompt", "expert_step"), "SRL training data")
         if reward_funcs is None:
             reward_funcs = [get_reward_func("srl_lenient" if args.reward_mode == "lenient" else "srl_strict")]
+            if args.reward_weights is None:  # log the format-OK rate as a weight-0 "reward" (optimises nothing)
+                reward_funcs, args.reward_weights = with_format_ok_metric(reward_funcs)
         reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)

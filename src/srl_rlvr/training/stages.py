@@ -20,6 +20,7 @@ from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.errors import InvalidRecord, UserInputError
 from srl_rlvr.prompts import full_problem_messages, render_generation_prompt
+from srl_rlvr.training.callbacks import add_throughput_callback
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.rlvr_trainer import RLVRTrainer
 from srl_rlvr.training.srl_config import SRLConfig
@@ -160,6 +161,7 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
 
 def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra: dict[str, Any] | None = None) -> StageResult:
     """Train (from the last checkpoint when ``resume``), then save ``OUT/final`` with its manifest."""
+    add_throughput_callback(trainer)
     out = Path(trainer.args.output_dir)
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     trainer.train(resume_from_checkpoint=checkpoint)
