@@ -1,58 +1,64 @@
-"""``srl-rlvr demo``: the main job on the embedded default model.
+"""``srl-rlvr demo``: the main job on the embedded default model, end to end.
 
-Today it runs the data half of the pipeline end to end — provision the embedded model, write the demo
-task, build SRL instances — and scores the untrained model's rollouts with the SRL reward, which is the
-starting point training has to improve on. Training stages join in the training issue.
+    srl-rlvr demo --out out/demo            # same run as: srl-rlvr run configs/demo-cpu.yaml --out out/demo
+    srl-rlvr demo --out /tmp/demo --quick   # a few steps of each stage: a smoke test of the whole path
+
+Prepares the embedded SmolLM2-135M (once), writes the seeded arithmetic task, trains SRL then RLVR with
+the ``cpu`` tier's settings and evaluates the base, SRL and SRL→RLVR models on the test split. Writes
+DIR/report.md, DIR/report.json and DIR/models/{srl,srl_rlvr}.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import click
+
+# configs/demo-cpu.yaml as overrides (the configs/ folder is not installed with the package);
+# tests/test_config.py checks the two stay the same run.
+DEMO_OVERRIDES: dict[str, Any] = {
+    "tier": "cpu",
+    "model": "smollm2-135m",
+    "data.demo": {"n_train": 400, "n_test": 100, "seed": 0},
+    "stages": ["srl", "rlvr", "eval"],
+    "eval.models": ["base", "srl", "srl_rlvr"],
+}
+# --quick: enough steps to run every code path, nowhere near enough to learn anything. One generation
+# round per step: the untrained model fails every RLVR problem, so refills would triple the RLVR step.
+QUICK_OVERRIDES: dict[str, Any] = {"srl.max_steps": 2, "rlvr.max_steps": 1, "eval.limit": 4,
+                                   "srl.max_refill_rounds": 1, "rlvr.max_refill_rounds": 1}
+
+
+def demo_config(quick: bool = False, overrides: dict[str, Any] | None = None):
+    from srl_rlvr.config import load_pipeline_config
+
+    return load_pipeline_config(None, {**DEMO_OVERRIDES, **(QUICK_OVERRIDES if quick else {}), **(overrides or {})})
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="out/demo", show_default=True, help="Output folder.")
-@click.option("--model", default="smollm2-135m", show_default=True, help="Model name, HF id or folder.")
-@click.option("--probe", default=16, show_default=True, help="SRL instances to roll out with the base model (0: skip).")
-@click.option("--seed", default=0, show_default=True)
-def demo_command(out_dir: str, model: str, probe: int, seed: int) -> None:
-    """Run the main job on the embedded default model.
+@click.option("--quick", is_flag=True,
+              help="Tiny step counts (srl 2, rlvr 1, one generation round, eval on 4 problems): a smoke test.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted stage from its last checkpoint-*.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (dotted, value parsed as YAML); repeatable.")
+def demo_command(out_dir: str, quick: bool, resume: bool, overrides: tuple[str, ...]) -> None:
+    """Run the main job on the embedded default model (cpu tier): SRL, RLVR, eval, report.
 
     \b
     Example:
       srl-rlvr demo --out out/demo
+      srl-rlvr demo --out /tmp/demo_quick --quick
     """
-    from srl_rlvr.data.demo import write_demo_task
-    from srl_rlvr.data.loaders.trajectories import load_trajectories
-    from srl_rlvr.data.srl import build_instances, write_jsonl
+    from srl_rlvr.cli.run import invoked_command
+    from srl_rlvr.config import parse_set_options
     from srl_rlvr.models import resolve_model
+    from srl_rlvr.training.pipeline import run_pipeline, say
 
-    out = Path(out_dir)
-    model_path = resolve_model(model)
-    click.echo(f"[1/3] model ready: {model_path}")
-
-    info = write_demo_task(out / "data", n_train=400, n_test=100, seed=seed)
-    click.echo(f"[2/3] demo task: {info['n_train']} train / {info['n_test']} test problems in {out / 'data'}")
-
-    for split in ("train", "test"):
-        trajs = load_trajectories(out / "data" / f"{split}.jsonl").rows
-        result = build_instances(trajs)
-        n = write_jsonl(out / "data" / f"srl_{split}.jsonl", result.instances)
-        click.echo(f"      srl_{split}.jsonl: {n} step instances from {result.trajectories} trajectories")
-
-    summary: dict = {"model": model_path, "data": info}
-    if probe > 0:
-        from srl_rlvr.cli._probe import probe_srl_reward
-
-        rows = [json.loads(line) for line in (out / "data" / "srl_train.jsonl").open(encoding="utf-8")][:probe]
-        summary["base_probe"] = probe_srl_reward(model_path, rows, seed=seed)
-        p = summary["base_probe"]
-        click.echo(
-            f"[3/3] base model on {p['n']} SRL prompts: format-OK {p['format_ok_rate']:.0%}, "
-            f"strict reward {p['strict_mean']:+.3f}, lenient reward {p['lenient_mean']:+.3f}"
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    click.echo(f"summary: {out / 'summary.json'}")
+    config = demo_config(quick, parse_set_options(overrides))
+    say(f"model: {resolve_model(config.model)}")  # converts the embedded GGUF on first use
+    report = run_pipeline(config, Path(out_dir), resume=resume, command=invoked_command())
+    accuracy = ", ".join(f"{label} {acc:.1%}" for label, acc in report["accuracy"].items() if acc is not None)
+    if accuracy:
+        say(f"greedy accuracy on the test split: {accuracy}")

@@ -28,11 +28,19 @@ def cli() -> None:
 def _register() -> None:
     from srl_rlvr.cli.data import data_group
     from srl_rlvr.cli.demo import demo_command
+    from srl_rlvr.cli.eval import eval_command
     from srl_rlvr.cli.models import models_group
+    from srl_rlvr.cli.run import run_command
+    from srl_rlvr.cli.tiers import tiers_group
+    from srl_rlvr.cli.train import train_group
 
     cli.add_command(models_group)
     cli.add_command(data_group)
     cli.add_command(demo_command)
+    cli.add_command(run_command)
+    cli.add_command(train_group)
+    cli.add_command(eval_command)
+    cli.add_command(tiers_group)
 
 
 _register()

@@ -13,6 +13,10 @@ Layout of OUT::
 Reruns are incremental: a stage whose ``_DONE.json`` records the same config hash is skipped; a changed
 config (or a changed upstream stage or data) re-runs it. A stage that was interrupted starts over,
 unless ``resume`` is set, in which case it continues from its last complete ``checkpoint-*``.
+
+Under a distributed launch (``accelerate launch``/``torchrun`` start this in every process) all ranks
+train, but only the main process writes OUT's bookkeeping, data, eval, report and model copies; the
+others wait at barriers and read its decisions from disk, so OUT must be on a file system all nodes see.
 """
 
 from __future__ import annotations
@@ -32,11 +36,10 @@ import yaml
 
 from srl_rlvr.config import PipelineConfig
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.training.stages import FINAL, MANIFEST, StageResult, train_rlvr, train_srl
+from srl_rlvr.training.stages import FINAL, MANIFEST, train_rlvr, train_srl
 
 DONE = "_DONE.json"
 STARTED = "_STARTED.json"  # hash of the run in progress, so --resume never continues a different config
-TRAINING_STAGES = ("srl", "rlvr", "sft")
 MODEL_LABEL_STAGE = {"srl": "srl", "srl_rlvr": "rlvr", "sft": "sft"}  # eval label → stage whose final it is
 
 
@@ -47,12 +50,42 @@ def _console():
     return Console(highlight=False, soft_wrap=True)
 
 
+def _is_rank_zero() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def say(message: str) -> None:
-    _console().print(message, markup=False)
+    if _is_rank_zero():  # one copy of each line, not one per process
+        _console().print(message, markup=False)
 
 
 def rule(title: str) -> None:
-    _console().rule(f"[bold cyan]{title}")
+    if _is_rank_zero():
+        _console().rule(f"[bold cyan]{title}")
+
+
+class Ranks:
+    """Who may write OUT: the main process of a distributed launch (or the only process)."""
+
+    def __init__(self, distributed: bool | None = None):
+        if distributed is None:
+            distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.state = None
+        if distributed:
+            from accelerate import PartialState  # the same process group the trainers will use
+
+            self.state = PartialState()
+
+    @property
+    def is_main(self) -> bool:
+        return self.state is None or self.state.is_main_process
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+
+SINGLE = Ranks(distributed=False)  # for work only the main process does (eval): no barriers
 
 
 # --- hashing and bookkeeping -----------------------------------------------------------------------------
@@ -121,8 +154,8 @@ def _remove_incomplete_checkpoints(out: Path) -> None:
 
 
 # What a stage folder may hold; anything else means --out points somewhere we must not wipe.
-STAGE_FOLDER_ITEMS = {FINAL, "log_history.json", "runs", "mlruns", DONE, STARTED, "metrics.json", "predictions.jsonl",
-                      "eval_run.json"}
+STAGE_FOLDER_ITEMS = {FINAL, "log_history.json", "README.md", "runs", "mlruns", DONE, STARTED, "metrics.json",
+                      "predictions.jsonl", "eval_run.json"}
 
 
 def _owned(out: Path) -> bool:
@@ -151,28 +184,35 @@ class StepOutcome:
 
 
 def run_step(name: str, out: Path, payload: dict[str, Any], work: Callable[[bool], int | None], *,
-             resume: bool = False, artifact: str = FINAL, resumable: bool = True) -> StepOutcome:
+             resume: bool = False, artifact: str = FINAL, resumable: bool = True, ranks: Ranks = SINGLE) -> StepOutcome:
     """Run ``work(resuming) -> global_step`` in ``out`` unless a finished run with the same config is there.
 
     ``artifact`` must exist in ``out`` for a finished run to count (a deleted final re-runs the stage).
+    With several ``ranks`` every rank runs ``work``; the main one alone cleans and writes the bookkeeping.
     """
     digest = config_hash(payload)
-    done = read_json(out / DONE)
-    if done is not None:
-        if done.get("config_hash") == digest and (out / artifact).exists():
-            say(f"skip {name}: done ({done.get('finished_at', '?')})")
-            return StepOutcome(name, True, float(done.get("seconds", 0.0)), done.get("global_step"), None, digest)
-        why = describe_change(done.get("config"), payload) if done.get("config_hash") != digest else f"{out / artifact} is missing"
-        say(f"rerun {name}: {why}")
-        _clean(out)
-    resuming = _prepare_folder(name, out, payload, resume and resumable)
-    write_json(out / STARTED, {"config_hash": digest, "config": payload, "started_at": _now()})
+    done = read_json(out / DONE)  # every rank reads the same files, so every rank decides the same
+    if done is not None and done.get("config_hash") == digest and (out / artifact).exists():
+        say(f"skip {name}: done ({done.get('finished_at', '?')})")
+        return StepOutcome(name, True, float(done.get("seconds", 0.0)), done.get("global_step"), None, digest)
+    if ranks.is_main:
+        if done is not None:
+            why = describe_change(done.get("config"), payload) if done.get("config_hash") != digest else f"{out / artifact} is missing"
+            say(f"rerun {name}: {why}")
+            _clean(out)
+        resuming = _prepare_folder(name, out, payload, resume and resumable)
+        write_json(out / STARTED, {"config_hash": digest, "config": payload, "started_at": _now(), "resume_from": resuming})
+    ranks.barrier()
+    if not ranks.is_main:
+        resuming = (read_json(out / STARTED) or {}).get("resume_from")
     started = time.perf_counter()
     global_step = work(resuming is not None)
     seconds = time.perf_counter() - started
-    write_json(out / DONE, {"stage": name, "finished_at": _now(), "global_step": global_step, "config_hash": digest,
-                            "seconds": round(seconds, 2), "resumed_from": resuming, "config": payload})
-    (out / STARTED).unlink(missing_ok=True)
+    if ranks.is_main:
+        write_json(out / DONE, {"stage": name, "finished_at": _now(), "global_step": global_step, "config_hash": digest,
+                                "seconds": round(seconds, 2), "resumed_from": resuming, "config": payload})
+        (out / STARTED).unlink(missing_ok=True)
+    ranks.barrier()  # the next stage's hash reads this _DONE.json on every rank
     return StepOutcome(name, False, seconds, global_step, resuming, digest)
 
 
@@ -207,6 +247,7 @@ def _now() -> str:
 
 
 # --- tracking ------------------------------------------------------------------------------------------
+_warned_no_mlflow: list[bool] = []  # say it once per process, not once per stage
 def tracking_args(config: PipelineConfig, out_dir: Path, run_name: str) -> dict[str, Any]:
     """Stage-config overrides that turn on MLflow (local file store under OUT by default), or nothing."""
     import importlib.util
@@ -214,7 +255,9 @@ def tracking_args(config: PipelineConfig, out_dir: Path, run_name: str) -> dict[
     if not config.tracking.mlflow:
         return {}
     if importlib.util.find_spec("mlflow") is None:
-        say("tracking off: mlflow is not installed (pip install mlflow, or set tracking.mlflow: false)")
+        if not _warned_no_mlflow:
+            say("tracking off: mlflow is not installed (pip install mlflow, or set tracking.mlflow: false)")
+            _warned_no_mlflow.append(True)
         return {}
     uri = config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"file:{(out_dir / 'mlruns').resolve()}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -234,8 +277,23 @@ class DataFiles:
     digests: dict[str, str] = field(default_factory=dict)
 
 
-def prepare_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> DataFiles:
-    """Write OUT/data: the trajectories (normalised to the trajectory format) and the SRL instances."""
+def prepare_data(config: PipelineConfig, out_dir: Path, need_test: bool, ranks: Ranks = SINGLE) -> DataFiles:
+    """Write OUT/data (main process): the trajectories, normalised to the trajectory format, and the SRL instances."""
+    if ranks.is_main:
+        _write_data(config, out_dir, need_test)
+    ranks.barrier()
+    return data_files(out_dir)
+
+
+def data_files(out_dir: Path) -> DataFiles:
+    data_dir = out_dir / "data"
+    test = data_dir / "test.jsonl"
+    files = DataFiles(data_dir / "train.jsonl", test if test.is_file() else None, data_dir / "srl_train.jsonl")
+    files.digests = {p.name: file_digest(p) for p in (files.train, files.test, files.srl_train) if p is not None}
+    return files
+
+
+def _write_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> None:
     from srl_rlvr.data.demo import write_demo_task
     from srl_rlvr.data.srl import build_instances, write_jsonl
 
@@ -251,16 +309,14 @@ def prepare_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> Data
     train_rows = _normalise(spec.train, spec.format, data_dir / "train.jsonl") if spec.train else _read(data_dir / "train.jsonl")
     if spec.test:
         _normalise(spec.test, spec.format, data_dir / "test.jsonl")
-    test = data_dir / "test.jsonl"
     result = build_instances(train_rows)
     if not result.instances:
         raise UserInputError(f"{spec.train or 'demo data'}: no SRL instances could be built from the training trajectories")
-    write_jsonl(data_dir / "srl_train.jsonl", result.instances)
+    tmp = data_dir / "srl_train.jsonl.tmp"
+    write_jsonl(tmp, result.instances)
+    tmp.replace(data_dir / "srl_train.jsonl")
     say(f"data: {len(train_rows)} train trajectories → {len(result.instances)} SRL instances"
         + (f" ({len(result.skipped)} trajectories skipped)" if result.skipped else ""))
-    files = DataFiles(data_dir / "train.jsonl", test if test.is_file() else None, data_dir / "srl_train.jsonl")
-    files.digests = {p.name: file_digest(p) for p in (files.train, files.test, files.srl_train) if p is not None}
-    return files
 
 
 def _read(path: Path) -> list:
@@ -294,7 +350,7 @@ def rlvr_source_stage(config: PipelineConfig) -> str:
     return sources[-1] if sources else "srl"
 
 
-def _run_srl(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool) -> StepOutcome:
+def _run_srl(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
     out = out_dir / "srl"
     payload = {"model": config.model, "srl": config.srl, "lora": config.lora, "data": data.digests["srl_train.jsonl"]}
 
@@ -302,16 +358,16 @@ def _run_srl(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: boo
         args = config.srl_args(out, **tracking_args(config, out_dir, "srl"))
         return train_srl(config.model, data.srl_train, args, lora=config.lora, resume=resuming).global_step
 
-    return run_step("srl", out, payload, work, resume=resume)
+    return run_step("srl", out, payload, work, resume=resume, ranks=ranks)
 
 
-def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool) -> StepOutcome:
+def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
     source = rlvr_source_stage(config)
     init_from = out_dir / source / FINAL
     out = out_dir / "rlvr"
     payload = {"rlvr": config.rlvr, "init_from": source, "upstream": _stage_done_hash(out_dir, source),
                "data": data.digests["train.jsonl"]}
-    if not (init_from / MANIFEST).is_file() and not ((out / DONE).is_file() and _same(out, payload)):
+    if not (init_from / MANIFEST).is_file() and not _same(out, payload):
         # Loud, before anything is touched: RLVR must never quietly train the base model instead.
         raise UserInputError(f"rlvr starts from {init_from}, which is missing or unfinished; "
                              f"run the {source} stage first (srl-rlvr run CONFIG --only {source})")
@@ -320,7 +376,7 @@ def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bo
         args = config.rlvr_args(out, **tracking_args(config, out_dir, "rlvr"))
         return train_rlvr(init_from, data.train, args, resume=resuming).global_step
 
-    return run_step("rlvr", out, payload, work, resume=resume)
+    return run_step("rlvr", out, payload, work, resume=resume, ranks=ranks)
 
 
 def _same(out: Path, payload: dict[str, Any]) -> bool:
@@ -328,7 +384,7 @@ def _same(out: Path, payload: dict[str, Any]) -> bool:
     return done.get("config_hash") == config_hash(payload) and (out / FINAL).exists()
 
 
-def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool) -> StepOutcome:
+def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
     try:
         from srl_rlvr.training.sft import train_sft
     except ImportError:
@@ -341,7 +397,7 @@ def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: boo
         final = train_sft(config.model, data.train, out, args, lora=config.lora)
         return (read_json(Path(final) / MANIFEST) or {}).get("global_step")
 
-    return run_step("sft", out, payload, work, resume=False, resumable=False)
+    return run_step("sft", out, payload, work, resume=False, resumable=False, ranks=ranks)
 
 
 def eval_model_path(config: PipelineConfig, out_dir: Path, label: str) -> str:
@@ -356,9 +412,12 @@ def eval_model_path(config: PipelineConfig, out_dir: Path, label: str) -> str:
     return str(final)
 
 
-def _run_eval(config: PipelineConfig, out_dir: Path, data: DataFiles) -> StepOutcome:
+def _run_eval(config: PipelineConfig, out_dir: Path, data: DataFiles, ranks: Ranks) -> StepOutcome:
+    """Evaluate each model on the test split, in the main process only (the others go on to the next stage)."""
     from srl_rlvr.eval import harness
 
+    if not ranks.is_main:
+        return StepOutcome("eval", True, 0.0)
     if data.test is None:
         raise UserInputError("the eval stage needs test data (data.test or data.demo)")
     eval_config = config.eval.eval_config()
@@ -422,32 +481,39 @@ def _selected(config: PipelineConfig, only: list[str] | None) -> list[str]:
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, resume: bool = False, only: list[str] | None = None,
                  command: str | None = None) -> dict[str, Any]:
-    """Run the configured stages into ``out_dir``; write and return the report (``OUT/report.json``)."""
+    """Run the configured stages into ``out_dir``; write and return the report (``OUT/report.json``).
+
+    In a distributed launch only the main process returns the report; the others return ``{}``.
+    """
     from srl_rlvr import report
 
     out = Path(out_dir)
     stages = _selected(config, only)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    ranks = Ranks()
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     command = command or (f"srl-rlvr run {config.source} --out {out}" if config.source else f"run_pipeline(out_dir={out})")
     timings: dict[str, float] = {}
 
     rule("data")
     started = time.perf_counter()
-    data = prepare_data(config, out, need_test="eval" in config.stages)
+    data = prepare_data(config, out, need_test="eval" in config.stages, ranks=ranks)
     timings["data"] = round(time.perf_counter() - started, 2)
 
     for stage in stages:
         rule(stage)
         if stage == "eval":
-            outcome = _run_eval(config, out, data)
+            outcome = _run_eval(config, out, data, ranks)
         else:
-            outcome = STAGE_RUNNERS[stage](config, out, data, resume)
+            outcome = STAGE_RUNNERS[stage](config, out, data, resume, ranks)
         timings[stage] = round(outcome.seconds, 2)
         if not outcome.skipped:
             step = f", global step {outcome.global_step}" if outcome.global_step is not None else ""
             say(f"{stage} finished in {outcome.seconds:.1f}s{step}")
 
+    if not ranks.is_main:
+        return {}  # the report is the main process's job
     rule("report")
     models = publish_models(out)
     result = report.write_report(out, config, timings=timings, command=command, models=models)

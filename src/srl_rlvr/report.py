@@ -1,0 +1,202 @@
+"""The run report: OUT/report.json, OUT/report.md and two plots, read back from what the stages wrote.
+
+    srl-rlvr run configs/demo-cpu.yaml --out out/demo      # writes out/demo/report.md at the end
+
+Per training stage it compares the mean logged ``reward`` over the first and the last 10 optimiser
+steps (``logging_steps`` must be 1); a run shorter than 20 steps compares its first and last halves,
+and report.md says so. The SRL format-OK rate is read from ``rewards/srl_format_ok/mean`` (the 0-weight
+reward of training/callbacks.py) when the trainer logs it; it is never guessed from the reward mean.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+WINDOW = 10
+TRAINING_STAGES = ("srl", "rlvr", "sft")
+STAGE_TITLES = {"srl": "SRL", "rlvr": "RLVR", "sft": "SFT"}
+# Where a trainer logs the share of well-formed rollouts: the 0-weight srl_format_ok reward
+# (training/callbacks.py) shows up as rewards/srl_format_ok/mean.
+FORMAT_OK_KEYS = ("rewards/srl_format_ok/mean", "srl/format_ok")
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+def _per_step(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) for every logged step carrying ``key``, one per step, in step order."""
+    by_step: dict[int, float] = {}
+    for entry in log_history:
+        if key in entry and "step" in entry and isinstance(entry[key], (int, float)):
+            by_step[int(entry["step"])] = float(entry[key])
+    return sorted(by_step.items())
+
+
+def stage_summary(stage: str, log_history: list[dict[str, Any]], global_step: int | None = None) -> dict[str, Any]:
+    """First/last-window reward (and format-OK rate, when logged) of one training stage."""
+    rewards = _per_step(log_history, "reward")
+    n = len(rewards)
+    window = WINDOW if n >= 2 * WINDOW else max(1, n // 2)
+    values = [v for _, v in rewards]
+    format_ok = next((vals for key in FORMAT_OK_KEYS if (vals := [v for _, v in _per_step(log_history, key)])), [])
+    speed = [v for _, v in _per_step(log_history, "tokens_per_s")]
+    steps_logged = [s for s, _ in rewards]
+    return {
+        "reward_first10": _mean(values[:window]),
+        "reward_last10": _mean(values[-window:]) if n else None,
+        "format_ok_first10": _mean(format_ok[:window]) if format_ok else None,
+        "format_ok_last10": _mean(format_ok[-window:]) if format_ok else None,
+        "global_step": int(global_step if global_step is not None else (steps_logged[-1] if steps_logged else 0)),
+        "steps": values,
+        "window": window,
+        "halves": n < 2 * WINDOW,  # True: "first10/last10" are the first and last halves of a short run
+        "logged_steps": n,
+        "tokens_per_s": _mean(speed) if speed else None,  # from ThroughputCallback, when installed
+    }
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def collect(out_dir: Path, config: Any, timings: dict[str, float]) -> dict[str, Any]:
+    """Gather report.json's content from OUT (stages that never ran are left out)."""
+    stages: dict[str, Any] = {}
+    for stage in TRAINING_STAGES:
+        history = _read_json(out_dir / stage / "log_history.json")
+        if history is None:
+            continue
+        manifest = _read_json(out_dir / stage / "final" / "srl_rlvr_stage.json") or {}
+        stages[stage] = stage_summary(stage, history, manifest.get("global_step"))
+    evals: dict[str, Any] = {}
+    for label in config.eval.models:
+        metrics = _read_json(out_dir / "eval" / label / "metrics.json")
+        if metrics is not None:
+            evals[label] = metrics
+    return {
+        "stages": stages,
+        "accuracy": {label: m.get("greedy_accuracy") for label, m in evals.items()},
+        "eval": evals,
+        "config": config.to_dict(),
+        "timings_s": dict(timings),
+    }
+
+
+# --- plots ---------------------------------------------------------------------------------------------
+def plot_reward_curves(stages: dict[str, Any], path: Path) -> bool:
+    plt = _pyplot()
+    if plt is None or not stages:
+        return False
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
+    for ax, (stage, summary) in zip(axes[0], stages.items()):
+        ax.plot(range(1, len(summary["steps"]) + 1), summary["steps"], marker=".", linewidth=1)
+        ax.set_title(f"{STAGE_TITLES.get(stage, stage)} reward per step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("mean reward")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_accuracy(accuracy: dict[str, float | None], path: Path) -> bool:
+    plt = _pyplot()
+    if plt is None or not accuracy:
+        return False
+    labels = list(accuracy)
+    values = [accuracy[k] or 0.0 for k in labels]
+    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.5))
+    bars = ax.bar(labels, values, color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values])
+    ax.set_ylim(0, max(1.0, max(values) * 1.15))
+    ax.set_ylabel("greedy accuracy (test)")
+    ax.set_title("Accuracy by model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on a training box
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+# --- markdown ------------------------------------------------------------------------------------------
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.1%}" if pct else f"{value:+.3f}"
+    return str(value)
+
+
+def render_markdown(report: dict[str, Any], command: str, plots: dict[str, bool]) -> str:
+    cfg = report["config"]
+    lines = ["# srl-rlvr report", "", "Produced by:", "", f"    {command}", "",
+             f"Model `{cfg.get('model')}`, tier `{cfg.get('tier') or '-'}`, stages {', '.join(cfg.get('stages') or [])}.", ""]
+    for stage, s in report["stages"].items():
+        first, last = ("first half", "last half") if s["halves"] else (f"first {s['window']} steps", f"last {s['window']} steps")
+        lines += [f"## {STAGE_TITLES.get(stage, stage)}", "", f"| metric | {first} | {last} |", "|---|---|---|",
+                  f"| reward | {_fmt(s['reward_first10'])} | {_fmt(s['reward_last10'])} |"]
+        if stage == "srl":
+            lines.append(f"| format OK | {_fmt(s['format_ok_first10'], True)} | {_fmt(s['format_ok_last10'], True)} |")
+        speed = f", {s['tokens_per_s']:.0f} completion tokens/s" if s.get("tokens_per_s") else ""
+        lines += ["", f"Global step {s['global_step']}, {s['logged_steps']} logged steps{speed}."]
+        if s["halves"]:
+            lines.append(f"Fewer than {2 * WINDOW} logged steps, so the columns compare the first and last "
+                         f"{s['window']} step(s) instead of 10.")
+        if stage == "srl" and s["format_ok_first10"] is None:
+            lines.append("Format-OK rate: not logged by the trainer (needs the 0-weight `srl_format_ok` reward).")
+        lines.append("")
+    if report["eval"]:
+        lines += ["## Accuracy (test split)", "", "| model | greedy accuracy | avg@k | pass@k | format rate | mean length | n | k |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, m in report["eval"].items():
+            lines.append(f"| {label} | {_fmt(m.get('greedy_accuracy'), True)} | {_fmt(m.get('avg_at_k'), True)} | "
+                         f"{_fmt(m.get('pass_at_k'), True)} | {_fmt(m.get('format_rate'), True)} | "
+                         f"{_num(m.get('mean_length'))} | {m.get('n', 'n/a')} | {m.get('k', 'n/a')} |")
+        lines.append("")
+    if plots.get("reward_curves"):
+        lines += ["![reward per step](reward_curves.png)", ""]
+    if plots.get("accuracy"):
+        lines += ["![accuracy by model](accuracy.png)", ""]
+    if not any(plots.values()) and (report["stages"] or report["eval"]):
+        lines += ["(Plots skipped: matplotlib is not installed.)", ""]
+    lines += ["## Timings", "", "| step | seconds |", "|---|---|"]
+    lines += [f"| {name} | {secs:.1f} |" for name, secs in report["timings_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def write_report(out_dir: str | Path, config: Any, timings: dict[str, float], command: str,
+                 models: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, reward_curves.png and accuracy.png into ``out_dir``; return the report."""
+    out = Path(out_dir)
+    report = collect(out, config, timings)
+    report["models"] = dict(models or {})
+    report["command"] = command
+    plots = {"reward_curves": plot_reward_curves(report["stages"], out / "reward_curves.png"),
+             "accuracy": plot_accuracy(report["accuracy"], out / "accuracy.png")}
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(report, command, plots), encoding="utf-8")
+    return report
