@@ -7,6 +7,17 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny models gain nothing from intra-op threads, and on a shared 2-core box two threads per process
+    # oversubscribe the CPU (a tiny GRPO step went from 0.1 s to 10 s). Subprocess tests inherit this too.
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama + ChatML tokenizer folder (built once per session, ~1 s)."""

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,10 @@ def test_deepspeed_config_is_zero3_with_trainer_filled_values():
 
 
 def _dry_run(mode: str) -> list[str]:
-    env = {**os.environ, "DRY_RUN": "1", "VLLM_HOST": "10.0.0.10", "MAIN_IP": "10.0.0.11", "RANK": "2",
-           "CONFIG": "configs/s1k-bronze.yaml", "OUT": "/shared/runs/bronze"}
+    # as a user runs it: with this environment's python first on PATH (an activated venv)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "DRY_RUN": "1", "VLLM_HOST": "10.0.0.10", "MAIN_IP": "10.0.0.11",
+           "RANK": "2", "CONFIG": "configs/s1k-bronze.yaml", "OUT": "/shared/runs/bronze"}
     out = subprocess.run(["bash", str(LAUNCH_BRONZE), mode], env=env, capture_output=True, text=True, check=True)
     return shlex.split(out.stdout)
 
