@@ -30,7 +30,9 @@ def _register() -> None:
     from srl_rlvr.cli.demo import demo_command
     from srl_rlvr.cli.eval import eval_command
     from srl_rlvr.cli.models import models_group
+    from srl_rlvr.cli.route import route_group
     from srl_rlvr.cli.run import run_command
+    from srl_rlvr.cli.serve import serve_command
     from srl_rlvr.cli.tiers import tiers_group
     from srl_rlvr.cli.train import train_group
 
@@ -41,6 +43,8 @@ def _register() -> None:
     cli.add_command(train_group)
     cli.add_command(eval_command)
     cli.add_command(tiers_group)
+    cli.add_command(serve_command)
+    cli.add_command(route_group)
 
 
 _register()

@@ -1,0 +1,226 @@
+"""The cost-benefit router: predicts each tier's quality on a request and picks the cheapest good-enough
+tier (:mod:`srl_rlvr.routing.policy`), with fallbacks, retries, cooldowns and per-key budgets.
+
+For the server (no FastAPI here; it plugs its backends in as ``call_tier``)::
+
+    router = load_router("configs/route-cpu.yaml", "out/route_eval/predictor.json")
+    r = resolve_router_model("router-cb-0.5", {router.name: router})   # the OpenAI "model" field
+    decision = r.route(prompt, api_key=key)          # RouteDecision: tier, threshold, quality, est. cost, reason
+    result = r.call(prompt, call_tier, api_key=key)  # RoutedCall: outputs, the tier that answered, cost
+
+``call_tier(tier, prompt, n) -> list`` returns ``n`` completions, each a ``str`` or an object with
+``.text`` (and ``.num_tokens``, used for the cost when present); it raises on failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from srl_rlvr.errors import UserInputError
+from srl_rlvr.routing.budget import BudgetBook, BudgetExceeded
+from srl_rlvr.routing.calibration import format_router_model, parse_router_model, threshold_for_share
+from srl_rlvr.routing.health import TierHealth
+from srl_rlvr.routing.policy import NoTierAvailable, choose_tier
+from srl_rlvr.routing.predictor import QualityPredictor
+from srl_rlvr.routing.tiers import Tier, estimate_tokens
+
+TierCaller = Callable[[Tier, str, int], Sequence[Any]]
+
+
+class AllTiersFailed(RuntimeError):
+    """The chosen tier and every fallback failed; ``errors`` holds (tier, error) per failed attempt."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("every tier failed: " + "; ".join(f"{t}: {e}" for t, e in errors))
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    tier: Tier
+    threshold: float
+    predicted_quality: float
+    est_cost: float  # dollars, before the call (estimated tokens)
+    reason: str
+    model: str  # the router model name, router-<name>-<threshold>
+    fallbacks: tuple[Tier, ...] = ()
+    qualities: dict[str, float] = field(default_factory=dict)  # predicted P(correct) per tier
+
+
+@dataclass(frozen=True)
+class RoutedCall:
+    decision: RouteDecision
+    tier: Tier  # the tier that answered (the decision's, or a fallback)
+    outputs: list[str]
+    cost: float  # dollars actually spent (estimated input tokens, counted output tokens when known)
+    latency_ms: float
+    failures: tuple[tuple[str, str], ...] = ()  # (tier, error) of the attempts that failed first
+
+
+def output_text(output: Any) -> str:
+    return output if isinstance(output, str) else str(getattr(output, "text"))
+
+
+def output_tokens(output: Any) -> int:
+    count = getattr(output, "num_tokens", None)
+    return int(count) if count is not None else estimate_tokens(output_text(output))
+
+
+def call_cost(tier: Tier, prompt: str, outputs: Sequence[Any]) -> float:
+    """Dollars for one call that returned ``outputs`` (the prompt is paid once per call)."""
+    return tier.cost.usd(estimate_tokens(prompt), sum(output_tokens(o) for o in outputs))
+
+
+class Router:
+    """Routes requests over ``tiers`` at quality target ``threshold``; see the module docstring.
+
+    ``health`` and ``budgets`` hold mutable state; :meth:`with_threshold` shares them, so every router
+    model name of one router sees the same cooldowns and spend.
+    """
+
+    def __init__(self, tiers: Sequence[Tier], predictor: QualityPredictor | None = None, threshold: float = 0.5,
+                 name: str = "cb", task: str = "math", budgets: BudgetBook | None = None,
+                 health: TierHealth | None = None, num_retries: int = 1, on_over_budget: str = "downgrade"):
+        if not tiers:
+            raise ValueError("a router needs at least one tier")
+        if on_over_budget not in ("downgrade", "refuse"):
+            raise ValueError(f"on_over_budget must be 'downgrade' or 'refuse', got {on_over_budget!r}")
+        self.tiers = list(tiers)
+        self.predictor = predictor
+        self.threshold = threshold
+        self.name = name
+        self.task = task
+        self.budgets = budgets or BudgetBook()
+        self.health = health or TierHealth()
+        self.num_retries = num_retries
+        self.on_over_budget = on_over_budget
+
+    @property
+    def model(self) -> str:
+        return format_router_model(self.name, self.threshold)
+
+    def with_threshold(self, threshold: float) -> "Router":
+        return Router(self.tiers, self.predictor, threshold, self.name, self.task, self.budgets, self.health,
+                      self.num_retries, self.on_over_budget)
+
+    # --- deciding -------------------------------------------------------------------------------
+    def qualities(self, prompt: str, task: str | None = None) -> dict[str, float]:
+        """Predicted P(correct) per tier: the predictor where it knows the tier, else the tier's eval quality."""
+        predicted = self.predictor.predict(prompt) if self.predictor is not None else {}
+        task = task or self.task
+        out = {}
+        for tier in self.tiers:
+            value = predicted.get(tier.name)
+            out[tier.name] = value if value is not None else (tier.quality_for(task) or 0.0)
+        return out
+
+    def _latency(self, tier: Tier) -> float | None:
+        observed = self.health.latency_ms(tier.name)
+        return observed if observed is not None else tier.expected_latency_ms
+
+    def route(self, prompt: str, api_key: str | None = None, task: str | None = None,
+              max_latency_ms: float | None = None) -> RouteDecision:
+        """Pick a tier for ``prompt`` (no call is made). Raises BudgetExceeded or NoTierAvailable."""
+        qualities = self.qualities(prompt, task)
+        costs = {t.name: t.estimated_cost(prompt) for t in self.tiers}
+        cooling = self.health.cooling_down()
+
+        def choose(excluded: set[str]):
+            return choose_tier(self.tiers, qualities, self.threshold, lambda t: costs[t.name], self._latency,
+                               max_latency_ms, excluded)
+
+        remaining = self.budgets.remaining(api_key)
+        unaffordable = {n for n, c in costs.items() if c > remaining} if remaining is not None else set()
+        if unaffordable:
+            wanted = choose(cooling)
+            refuse = self.on_over_budget == "refuse" or not (set(costs) - cooling - unaffordable)
+            if refuse and wanted.tier.name in unaffordable:
+                raise BudgetExceeded(api_key, self.budgets.spent(api_key), self.budgets.limit(api_key) or 0.0,
+                                     wanted.tier.name, costs[wanted.tier.name])
+        choice = choose(cooling | unaffordable)
+        reason = choice.reason
+        if unaffordable:
+            reason += f" (budget: ${remaining:.6f} left; skipped {', '.join(sorted(unaffordable))})"
+        return RouteDecision(tier=choice.tier, threshold=self.threshold, predicted_quality=qualities[choice.tier.name],
+                             est_cost=costs[choice.tier.name], reason=reason, model=self.model,
+                             fallbacks=choice.fallbacks, qualities=qualities)
+
+    # --- calling --------------------------------------------------------------------------------
+    def call(self, prompt: str, call_tier: TierCaller, api_key: str | None = None, n: int = 1,
+             task: str | None = None) -> RoutedCall:
+        """Route, then call: retry a failing tier ``num_retries`` times, then fall back to the next tier.
+
+        Every failed attempt counts toward the tier's cooldown; the spend of the answering call is
+        charged to ``api_key``.
+        """
+        decision = self.route(prompt, api_key, task)
+        failures: list[tuple[str, str]] = []
+        for tier in (decision.tier, *decision.fallbacks):
+            for _ in range(1 + self.num_retries):
+                started = time.perf_counter()
+                try:
+                    outputs = list(call_tier(tier, prompt, n))
+                except Exception as exc:  # any backend error: count it, then retry or fall back
+                    failures.append((tier.name, f"{type(exc).__name__}: {exc}"))
+                    self.health.record_failure(tier.name)
+                    if tier.name in self.health.cooling_down():
+                        break
+                    continue
+                latency_ms = (time.perf_counter() - started) * 1000
+                self.health.record_success(tier.name, latency_ms)
+                cost = call_cost(tier, prompt, outputs)
+                self.budgets.record(api_key, cost)
+                return RoutedCall(decision, tier, [output_text(o) for o in outputs], cost, latency_ms, tuple(failures))
+        raise AllTiersFailed(failures)
+
+    # --- calibration ----------------------------------------------------------------------------
+    def strong_tier(self) -> Tier:
+        """The tier that counts as "strong" for calibration: the most expensive per output token."""
+        return max(self.tiers, key=lambda t: (t.cost.usd_per_mtok_output, t.cost.usd_per_mtok_input))
+
+    def best_cheaper_quality(self, prompt: str) -> float:
+        strong = self.strong_tier().name
+        qualities = self.qualities(prompt)
+        return max((q for name, q in qualities.items() if name != strong), default=0.0)
+
+    def calibrated(self, prompts: Sequence[str], strong_share: float) -> "Router":
+        """A router whose threshold sends about ``strong_share`` of ``prompts`` to the strong tier."""
+        values = [self.best_cheaper_quality(p) for p in prompts]
+        return self.with_threshold(threshold_for_share(values, strong_share))
+
+
+def resolve_router_model(model: str, routers: Mapping[str, Router]) -> Router:
+    """``router-<name>-<threshold>`` -> that router at that threshold (UserInputError for unknown names)."""
+    name, threshold = parse_router_model(model)
+    if name not in routers:
+        known = ", ".join(sorted(routers)) or "none"
+        raise UserInputError(f"model {model!r}: no router named {name!r} (known: {known})")
+    return routers[name].with_threshold(threshold)
+
+
+def load_router(config_path: str, predictor_path: str | None = None) -> Router:
+    """A router from a route config (tiers, router settings, budgets) and a fitted predictor file.
+
+    Tiers priced by a measured throughput take it from the ``metrics.json`` beside the predictor
+    (``srl-rlvr route eval`` writes both into its --out folder).
+    """
+    import json
+    from pathlib import Path
+
+    from srl_rlvr.routing.config import load_route_config
+
+    config = load_route_config(config_path)
+    predictor = QualityPredictor.load(predictor_path) if predictor_path else None
+    measured: dict[str, float] = {}
+    metrics_file = Path(predictor_path).parent / "metrics.json" if predictor_path else None
+    if metrics_file is not None and metrics_file.is_file():
+        tiers = json.loads(metrics_file.read_text(encoding="utf-8")).get("tiers", {})
+        measured = {name: t["output_tokens_per_s"] for name, t in tiers.items() if t.get("output_tokens_per_s")}
+    return config.build_router(predictor, config.resolved_tiers(measured))
+
+
+__all__ = ["AllTiersFailed", "BudgetExceeded", "NoTierAvailable", "RouteDecision", "RoutedCall", "Router",
+           "TierCaller", "call_cost", "load_router", "resolve_router_model"]

@@ -1,0 +1,126 @@
+"""The OpenAI-compatible FastAPI app: ``create_app(settings, backend)``.
+
+    srl-rlvr serve --model smollm2-135m                      # http://127.0.0.1:8000/v1
+
+Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/v1/load_lora_adapter``,
+``/v1/unload_lora_adapter``, ``/health``, ``/metrics``. Every error, including malformed JSON and wrong
+types, is an OpenAI-style JSON body ``{"error": {...}}`` with a 4xx status and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from srl_rlvr.serving.backends import Backend, build_backend
+from srl_rlvr.serving.catalog import ModelCatalog
+from srl_rlvr.serving.errors import APIError, error_body
+from srl_rlvr.serving.metrics import ServingMetrics
+from srl_rlvr.serving.routes import adapters, chat, completions, health, models
+from srl_rlvr.serving.settings import ServeSettings
+
+log = logging.getLogger("srl_rlvr.serving")
+
+
+class BodyTooLarge(APIError):
+    def __init__(self, limit: int):
+        super().__init__(413, f"The request body is over this server's limit of {limit} bytes.", "body_too_large")
+
+
+class RequestGate:
+    """ASGI middleware: stamps each request's arrival time (for latency metrics) and caps its body size,
+    counting the bytes actually received (a missing or false Content-Length does not get around it)."""
+
+    def __init__(self, app: Any, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["arrival"] = time.monotonic()
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await JSONResponse(BodyTooLarge(self.max_body_bytes).body(), status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return f"The request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    return "; ".join(parts) + more, param
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return JSONResponse(error_body(400, message, "invalid_request", param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
+
+
+def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastAPI:
+    """The app for ``settings``; ``backend`` defaults to the one ``settings.backend`` names. The backend is
+    started (model loaded, adapters in ``lora_adapters`` loaded) when the app starts, and closed with it."""
+    catalog = ModelCatalog(settings, [backend if backend is not None else build_backend(settings)])
+    metrics = ServingMetrics(catalog.load_snapshot)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await catalog.start()
+        try:
+            yield
+        finally:
+            await catalog.close()
+
+    app = FastAPI(title="srl-rlvr", summary="OpenAI-compatible serving with LoRA hot-swap", lifespan=lifespan)
+    app.state.settings, app.state.catalog, app.state.metrics = settings, catalog, metrics
+    _install_error_handlers(app)
+    for module in (chat, completions, models, adapters, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestGate, max_body_bytes=settings.limits.max_body_bytes)
+    return app

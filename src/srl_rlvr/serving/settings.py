@@ -1,0 +1,208 @@
+"""Server settings: ``serve.yaml`` (checked key by key) plus CLI flags plus ``SRL_RLVR_API_KEYS``.
+
+    srl-rlvr serve --model smollm2-135m --config configs/serve.yaml
+
+Every key is optional except ``model`` (which ``--model`` may give instead). A wrong key or a value of
+the wrong type is a :class:`~srl_rlvr.errors.UserInputError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from srl_rlvr.errors import UserInputError
+
+API_KEYS_ENV = "SRL_RLVR_API_KEYS"
+Scope = Literal["admin", "user"]
+Auto = Literal["auto"]
+# Parts pydantic adds to an error location for union members ("bool", "literal['auto']"), not keys.
+_TYPE_TAG = re.compile(r"^(bool|int|float|str|none|literal\[.*\]|function-\w+.*|list\[.*\]|dict\[.*\])$")
+
+
+class _Section(BaseModel):
+    # strict: "8000" is not a port and "yes" is not a bool; extra keys are errors that name the key.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ApiKey(_Section):
+    key: SecretStr = Field(min_length=1)
+    scope: Scope = "user"
+
+
+class LimitSettings(_Section):
+    max_prompt_tokens: int = Field(2048, ge=1, description="Longer prompts get a 400.")
+    max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a chat request gives none.")
+    max_waiting_requests: int = Field(256, ge=1, description="More queued requests than this get a 503.")
+    max_body_bytes: int = Field(4_000_000, ge=1024, description="Larger request bodies get a 413.")
+
+
+class ThinkSettings(_Section):
+    """The SRL ``<think>`` format. ``auto`` reads each model's (or adapter's) ``srl_rlvr_stage.json``."""
+
+    prefill: bool | Auto = Field("auto", description="End chat prompts with '<think>', as in training.")
+    split: bool | Auto = Field("auto", description="Put the monologue in reasoning_content (auto: where prefilled).")
+
+
+class HFSettings(_Section):
+    max_batch_size: int = Field(8, ge=1, description="Requests generated together in one padded generate call.")
+    batch_wait_ms: float = Field(10.0, ge=0, description="How long a lone request waits for others to join its batch.")
+    refill_wait_fraction: float = Field(
+        0.1, ge=0, le=1, description="After a batch of k rows, wait up to this fraction of its run time for k "
+        "requests to queue again (clients answered by it usually ask again at once).")
+    dtype: str | None = Field(None, description="float32, bfloat16, ... (default: the checkpoint's).")
+    device: str | None = Field(None, description="cpu, cuda, ... (default: cpu).")
+    mixed_adapter_batches: bool = Field(True, description="Batch requests for different adapters together (peft adapter_names).")
+    prefix_cache: bool = Field(True, description="Prefill a prompt prefix shared by a batch (e.g. the system prompt) once.")
+    min_prefix_tokens: int = Field(32, ge=1, description="Shorter shared prefixes are not worth caching.")
+    prefix_cache_entries: int = Field(8, ge=1, description="Prefix KV caches kept (least recently used dropped).")
+
+
+class OpenAIUpstreamSettings(_Section):
+    base_url: str | None = Field(None, description="Upstream OpenAI-compatible API root, e.g. http://host:8000/v1.")
+    model: str | None = Field(None, description="Upstream model name (default: the served name).")
+    api_key_env: str | None = Field(None, description="Name of the environment variable holding the upstream key.")
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class VLLMSettings(_Section):
+    url: str | None = Field(None, description="Proxy a running vLLM server at this API root; unset: launch one.")
+    port: int = Field(8001, ge=1, le=65535, description="Port of the vLLM server we launch (on 127.0.0.1).")
+    python: str = Field(sys.executable, description="Python that has vllm installed.")
+    max_loras: int = Field(8, ge=1)
+    max_lora_rank: int = Field(64, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=1)
+    extra_args: list[str] = Field(default_factory=list, description="More vLLM command-line arguments.")
+    api_key_env: str | None = Field(None, description="Variable holding the key of a proxied vLLM (url mode).")
+    startup_timeout_s: float = Field(900.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class ServeSettings(_Section):
+    model: str = Field(description="Base model: 'smollm2-135m', a folder, or a Hugging Face id.")
+    served_model_name: str | None = Field(None, description="Name clients use in 'model' (default: --model).")
+    backend: str = "hf"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    lora_adapters: dict[str, str] = Field(default_factory=dict, description="Adapters loaded at start: name -> folder.")
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    think: ThinkSettings = Field(default_factory=ThinkSettings)
+    hf: HFSettings = Field(default_factory=HFSettings)
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+    openai: OpenAIUpstreamSettings = Field(default_factory=OpenAIUpstreamSettings)
+
+    @property
+    def base_name(self) -> str:
+        return self.served_model_name or self.model
+
+
+# --- loading ---------------------------------------------------------------------------------------
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at ``loc`` (for a 'did you mean' hint)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(exc: ValidationError, where: str) -> UserInputError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p)))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(ServeSettings, loc), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return UserInputError(f"{where}: unknown key '{key}'{hint}")
+    if err["type"] == "missing":
+        return UserInputError(f"{where}: '{key}' is required")
+    shown = err.get("input")
+    shown = "<hidden>" if "key" in key else repr(shown)  # never echo an API key into logs
+    return UserInputError(f"{where}: '{key}': {err['msg']} (got {shown})")
+
+
+def parse_api_keys_env(text: str) -> list[ApiKey]:
+    """``"k1:admin,k2:user"`` → keys. A malformed item is named by position, never echoed.
+
+    >>> [k.scope for k in parse_api_keys_env("abc:admin, def:user")]
+    ['admin', 'user']
+    """
+    keys = []
+    for i, item in enumerate(p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        key, sep, scope = item.rpartition(":")
+        if not sep or not key or scope not in ("admin", "user"):
+            raise UserInputError(f"{API_KEYS_ENV}: item {i + 1} must be KEY:SCOPE with scope admin or user")
+        keys.append(ApiKey(key=SecretStr(key), scope=scope))
+    return keys
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> ServeSettings:
+    """``serve.yaml`` (if given) with the non-None ``overrides`` on top, plus keys from ``SRL_RLVR_API_KEYS``."""
+    from srl_rlvr.config import read_yaml
+
+    where = str(config_path) if config_path is not None else "settings"
+    raw = read_yaml(config_path) if config_path is not None else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+    raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(raw.get("model"), str) and config_path is not None:
+        raw["model"] = _resolve_relative(raw["model"], Path(config_path).parent)
+    try:
+        settings = ServeSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise _describe(exc, where) from None
+    env_keys = os.environ.get(API_KEYS_ENV, "")
+    if env_keys.strip():
+        settings = settings.model_copy(update={"api_keys": [*settings.api_keys, *parse_api_keys_env(env_keys)]})
+    return settings
+
+
+def _resolve_relative(model: str, base: Path) -> str:
+    """A ``./folder`` in serve.yaml is relative to the YAML file, like paths in pipeline configs."""
+    if model.startswith((".", "~")):
+        path = Path(model).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+    return model
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    >>> [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "10.0.0.2")]
+    [True, True, True, False, False]
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(settings: ServeSettings) -> str:
+    """Refuse to expose an unauthenticated server beyond loopback; return a one-line notice to print."""
+    if settings.api_keys:
+        admins = sum(k.scope == "admin" for k in settings.api_keys)
+        return f"API keys required ({len(settings.api_keys)} configured, {admins} admin)"
+    if not is_loopback(settings.host):
+        raise UserInputError(
+            f"refusing to serve on {settings.host} without API keys: set api_keys in serve.yaml or "
+            f"{API_KEYS_ENV}=KEY:admin, or bind to 127.0.0.1"
+        )
+    return "loopback-only and unauthenticated (no API keys configured)"

@@ -1,0 +1,150 @@
+"""The openai and vllm backends, proxying to our own app on loopback (a stand-in for the upstream)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from serving_helpers import TINY, tiny_settings, write_stage_manifest
+from srl_rlvr.serving.app import create_app
+from srl_rlvr.serving.backends.vllm import RUNTIME_LORA_ENV, vllm_command
+from srl_rlvr.serving.live import LiveServer
+from srl_rlvr.serving.settings import ServeSettings
+
+CHAT = {"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 8, "temperature": 0}
+
+
+UPSTREAM_KEY = "upstream-secret"
+
+
+@pytest.fixture(scope="module")
+def upstream(tiny_model_dir: Path):
+    """The real thing being proxied: our hf app on the tiny model, behind an API key."""
+    settings = tiny_settings(tiny_model_dir, api_keys=[{"key": UPSTREAM_KEY, "scope": "admin"}])
+    with LiveServer(create_app(settings)) as live:
+        yield live
+
+
+@pytest.fixture
+def upstream_key_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("UPSTREAM_KEY", UPSTREAM_KEY)
+    return "UPSTREAM_KEY"
+
+
+def _client(server: LiveServer, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def _direct(upstream: LiveServer) -> openai.OpenAI:
+    return _client(upstream, UPSTREAM_KEY)
+
+
+def _both(server: LiveServer, model: str, key: str = "unused") -> tuple[str, str]:
+    client = _client(server, key)
+    plain = client.chat.completions.create(model=model, **CHAT).choices[0].message.content
+    streamed = "".join(c.choices[0].delta.content or "" for c in
+                       client.chat.completions.create(model=model, stream=True, **CHAT) if c.choices)
+    return plain, streamed
+
+
+def test_openai_backend_proxies_an_upstream(upstream, upstream_key_env):
+    settings = ServeSettings.model_validate({
+        "model": "teacher", "backend": "openai", "limits": {"max_tokens": 4096},
+        "openai": {"base_url": f"{upstream.base_url}/v1", "model": TINY, "api_key_env": upstream_key_env}})
+    with LiveServer(create_app(settings)) as proxy:
+        assert _both(proxy, "teacher") == _both(upstream, TINY, UPSTREAM_KEY)
+        done = _client(proxy).completions.create(model="teacher", prompt="The answer is", max_tokens=5, temperature=0)
+        direct = _direct(upstream).completions.create(model=TINY, prompt="The answer is", max_tokens=5, temperature=0)
+        assert done.choices[0].text == direct.choices[0].text and done.usage == direct.usage
+        with pytest.raises(openai.BadRequestError, match="upstream: max_tokens=2000 is over"):
+            _client(proxy).chat.completions.create(model="teacher", **{**CHAT, "max_tokens": 2000})
+        response = httpx.post(f"{proxy.base_url}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/x"})
+        assert response.status_code == 400 and "cannot load LoRA adapters" in response.json()["error"]["message"]
+
+
+def test_openai_backend_without_the_upstream_key_gets_a_502(upstream):
+    settings = ServeSettings.model_validate({"model": "m", "backend": "openai",
+                                             "openai": {"base_url": f"{upstream.base_url}/v1", "model": TINY}})
+    with LiveServer(create_app(settings)) as proxy:
+        response = httpx.post(f"{proxy.base_url}/v1/chat/completions", json={"model": "m", **CHAT})
+        assert response.status_code == 502 and "HTTP 401" in response.json()["error"]["message"]
+
+
+def test_openai_backend_reports_an_unreachable_upstream():
+    settings = ServeSettings.model_validate({"model": "m", "backend": "openai",
+                                             "openai": {"base_url": "http://127.0.0.1:9/v1"}})
+    with LiveServer(create_app(settings)) as proxy:
+        response = httpx.post(f"{proxy.base_url}/v1/chat/completions", json={"model": "m", **CHAT})
+        assert response.status_code == 502 and "unreachable" in response.json()["error"]["message"]
+
+
+def test_vllm_command_line(tiny_model_dir: Path):
+    settings = ServeSettings.model_validate({
+        "model": "smollm2-135m", "served_model_name": "smol", "backend": "vllm",
+        "vllm": {"port": 8123, "max_loras": 4, "max_lora_rank": 32, "gpu_memory_utilization": 0.5,
+                 "python": "/opt/venv/bin/python", "extra_args": ["--dtype", "bfloat16"]}})
+    assert vllm_command(settings, "/models/smol") == [
+        "/opt/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/smol",
+        "--served-model-name", "smol", "--host", "127.0.0.1", "--port", "8123", "--enable-lora",
+        "--max-loras", "4", "--max-lora-rank", "32", "--gpu-memory-utilization", "0.5", "--dtype", "bfloat16"]
+    assert RUNTIME_LORA_ENV == "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+
+
+def test_vllm_backend_proxies_completions_and_hot_swap(upstream, upstream_key_env, tiny_model_dir: Path, lora_dirs,
+                                                       tmp_path: Path):
+    """Proxy mode against a vLLM stand-in (our app speaks the same API): chat is rendered locally in the
+    training format and sent as token ids to /v1/completions; adapter load/unload are forwarded."""
+    settings = tiny_settings(tiny_model_dir, served_model_name="srl", backend="vllm",
+                             vllm={"url": f"{upstream.base_url}/v1", "api_key_env": upstream_key_env})
+    with LiveServer(create_app(settings)) as proxy:
+        assert _both(proxy, "srl") == _both(upstream, TINY, UPSTREAM_KEY)
+        admin = httpx.Client(base_url=proxy.base_url, timeout=60)
+        load = {"lora_name": "lora-a", "lora_path": str(lora_dirs["lora-a"])}
+        assert admin.post("/v1/load_lora_adapter", json=load).status_code == 200
+        upstream_models = {m.id: m.parent for m in _direct(upstream).models.list().data}
+        assert upstream_models["lora-a"] == TINY  # forwarded to the upstream
+        assert {m.id: m.parent for m in _client(proxy).models.list().data}["lora-a"] == "srl"
+        assert _both(proxy, "lora-a") == _both(upstream, "lora-a", UPSTREAM_KEY)
+        assert admin.post("/v1/unload_lora_adapter", json={"lora_name": "lora-a"}).status_code == 200
+        assert "lora-a" not in {m.id for m in _direct(upstream).models.list().data}
+        bad = admin.post("/v1/load_lora_adapter", json={"lora_name": "bad", "lora_path": str(tmp_path)})
+        assert bad.status_code == 400 and "upstream: " in bad.json()["error"]["message"]
+
+
+def test_vllm_backend_applies_the_think_prefill(upstream, upstream_key_env, tiny_model_dir: Path, tmp_path: Path):
+    """With a stage manifest saying think_prefill, the proxied prompt ends with <think>, and the monologue
+    comes back in reasoning_content (the tiny model's noise never closes it, so it is all reasoning)."""
+    import shutil
+
+    model_dir = tmp_path / "srl-model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    write_stage_manifest(model_dir, think_prefill=True)
+    settings = tiny_settings(model_dir, served_model_name="srl", backend="vllm",
+                             vllm={"url": f"{upstream.base_url}/v1", "api_key_env": upstream_key_env})
+    with LiveServer(create_app(settings)) as proxy:
+        message = _client(proxy).chat.completions.create(model="srl", **CHAT).choices[0].message
+    from transformers import AutoTokenizer
+
+    from srl_rlvr.prompts import render_generation_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer(render_generation_prompt(tokenizer, CHAT["messages"], True), add_special_tokens=False)["input_ids"]
+    raw = _direct(upstream).completions.create(model=TINY, prompt=ids, max_tokens=8, temperature=0).choices[0].text
+    assert message.reasoning_content == raw.strip() and message.content == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_vllm_backend_launches_vllm(tiny_model_dir: Path, lora_dirs):
+    settings = tiny_settings(tiny_model_dir, backend="vllm", vllm={"port": 8765, "gpu_memory_utilization": 0.3})
+    with LiveServer(create_app(settings), startup_timeout_s=900) as live:
+        client = _client(live)
+        assert client.chat.completions.create(model=TINY, **CHAT).choices[0].message.content is not None
+        admin = httpx.Client(base_url=live.base_url, timeout=120)
+        load = {"lora_name": "lora-a", "lora_path": str(lora_dirs["lora-a"])}
+        assert admin.post("/v1/load_lora_adapter", json=load).status_code == 200
+        assert client.chat.completions.create(model="lora-a", **CHAT).choices[0].message.content is not None
