@@ -56,6 +56,13 @@ class DemoDataConfig:
     n_train: int = 400
     n_test: int = 100
     seed: int = 0
+    style: str = "prose"  # or "equations": terse one-equation steps (srl_rlvr.data.demo)
+
+    def __post_init__(self) -> None:
+        from srl_rlvr.data.demo import STYLES
+
+        if self.style not in STYLES:
+            raise UserInputError(f"data.demo.style must be one of {', '.join(STYLES)}, got {self.style!r}")
 
 
 @dataclass
@@ -159,6 +166,7 @@ TOP_LEVEL: dict[str, Any] = {
     "tier": str | None, "model": str, "data": dict, "stages": list[str], "srl": dict | None, "rlvr": dict | None,
     "sft": dict | None, "lora": dict | None, "eval": dict | None, "tracking": dict | None, "hardware": dict | None,
     "throughput": dict | None,
+    "compare": dict | None,  # `srl-rlvr compare` settings, checked by srl_rlvr.compare; `run` ignores them
 }
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from srl_rlvr.data.loaders.registry import LOADERS, load_source
 from srl_rlvr.data.srl import SRLBuildConfig, build_instances, trajectory_actions, write_jsonl
+from srl_rlvr.errors import UserInputError
 
 FORMATS = click.Choice(["auto", *LOADERS])
 err_console = Console(stderr=True, soft_wrap=True)
@@ -26,7 +27,11 @@ def data_group() -> None:
 @click.option("--n-train", default=400, show_default=True)
 @click.option("--n-test", default=100, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def demo_data(out_dir: str, n_train: int, n_test: int, seed: int) -> None:
+@click.option("--style", type=click.Choice(["prose", "equations"]), default="prose", show_default=True,
+              help="Step wording: prose sentences, or one terse equation per step (same problems).")
+@click.option("--min-ops", default=2, show_default=True, help="Fewest steps per problem (1 adds one-step problems).")
+@click.option("--max-ops", default=4, show_default=True, help="Most steps per problem.")
+def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, min_ops: int, max_ops: int) -> None:
     """Write the seeded multi-step arithmetic demo task (train and test splits).
 
     \b
@@ -35,7 +40,9 @@ def demo_data(out_dir: str, n_train: int, n_test: int, seed: int) -> None:
     """
     from srl_rlvr.data.demo import write_demo_task
 
-    info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed)
+    if not 1 <= min_ops <= max_ops:
+        raise UserInputError(f"need 1 <= --min-ops <= --max-ops, got {min_ops} and {max_ops}")
+    info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed, style=style, min_ops=min_ops, max_ops=max_ops)
     click.echo(f"wrote {info['n_train']} train and {info['n_test']} test problems to {out_dir}")
 
 

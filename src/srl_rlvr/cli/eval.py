@@ -6,20 +6,29 @@ from pathlib import Path
 
 import click
 
-from srl_rlvr.errors import UserInputError
+from srl_rlvr.data.loaders.registry import LOADERS
 
 
-def _load_items(data_path: str, limit: int | None):
-    """The first ``limit`` rows; each must have an answer (the first one without is named)."""
-    from srl_rlvr.data.loaders.registry import load_source
+def _load_items(data_path: str, limit: int | None, fmt: str = "auto"):
+    """The first ``limit`` scorable rows (each row needs an answer; the first one without is named).
 
-    rows = load_source(data_path).rows[:limit]
-    if not rows:
-        raise UserInputError(f"{data_path}: no problems to evaluate")
-    missing = next((t for t in rows if t.answer is None or not t.answer.strip()), None)
-    if missing is not None:
-        raise UserInputError(f"{data_path}: item {missing.id!r} has no 'answer', so it cannot be scored")
-    return rows
+    Rows whose answer the math scorer cannot judge (CHAMP's prose answers) are skipped with a printed
+    count: see :mod:`srl_rlvr.eval.datasets`.
+    """
+    from srl_rlvr.eval.datasets import load_eval_items
+
+    items = load_eval_items(data_path, fmt=fmt, limit=limit)
+    if items.skipped:
+        click.echo(items.summary())
+    return items
+
+
+def write_skipped(rows: list[dict], path: Path) -> None:
+    """The problems left out of the score, one JSON object per line: id, answer, reason."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -37,7 +46,10 @@ def _print_metrics(metrics: dict) -> None:
 
 @click.command("eval")
 @click.option("--model", "model_name", required=True, help="'smollm2-135m', a model or LoRA adapter folder, or a HF id.")
-@click.option("--data", "data_path", required=True, help="Trajectory JSONL whose rows have an 'answer'.")
+@click.option("--data", "data_path", required=True,
+              help="Trajectory JSONL whose rows have an 'answer', a benchmark file (amc23/aime24/aime25 rows), or 'champ'.")
+@click.option("--format", "fmt", type=click.Choice(["auto", *LOADERS]), default="auto", show_default=True,
+              help="Data format (auto: detected from the first row).")
 @click.option("--out", "out_dir", required=True, help="Folder for metrics.json and predictions.jsonl.")
 @click.option("--k", default=1, show_default=True, help="Samples per problem for avg@k / pass@k (1: greedy only).")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N problems.")
@@ -50,7 +62,7 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--max-steps", default=8, show_default=True, help="Stepwise: step calls per problem at most.")
 @click.option("--think-prefill/--no-think-prefill", default=None,
               help="End prompts with '<think>'. Default: as the model was trained (its srl_rlvr_stage.json), else off.")
-def eval_command(model_name: str, data_path: str, out_dir: str, k: int, limit: int | None, seed: int, mode: str,
+def eval_command(model_name: str, data_path: str, fmt: str, out_dir: str, k: int, limit: int | None, seed: int, mode: str,
                  batch_size: int, max_new_tokens: int, temperature: float, max_steps: int,
                  think_prefill: bool | None) -> None:
     """Greedy accuracy, avg@k, pass@k, format rate and length on problems with answers.
@@ -58,15 +70,20 @@ def eval_command(model_name: str, data_path: str, out_dir: str, k: int, limit: i
     \b
     Example:
       srl-rlvr eval --model smollm2-135m --data data/demo/test.jsonl --out out/eval_base --k 4 --mode full
+      srl-rlvr eval --model out/demo/models/srl_rlvr --data champ --out out/eval_champ
     """
     from srl_rlvr.eval import EvalConfig, evaluate, write_eval_outputs
 
     config = EvalConfig(k=k, limit=limit, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens,
                         temperature=temperature, mode=mode, max_steps=max_steps, think_prefill=think_prefill)
-    items = _load_items(data_path, limit)
-    result = evaluate(model_name, items, config)
-    result.run["data"] = str(Path(data_path))
+    items = _load_items(data_path, limit, fmt)
+    result = evaluate(model_name, items.rows, config)
+    result.run["data"] = data_path if data_path == "champ" else str(Path(data_path))
+    result.run["skipped_unscorable"] = len(items.skipped)
     paths = write_eval_outputs(result, out_dir)
+    if items.skipped:
+        write_skipped(items.skipped, Path(out_dir) / "skipped.jsonl")
+        click.echo(f"skipped: {Path(out_dir) / 'skipped.jsonl'}")
     _print_metrics(result.metrics)
     run_config = result.run["config"]
     click.echo(f"done in {result.run['seconds']:.0f}s (bf16 autocast: {run_config['bf16']}, "

@@ -26,6 +26,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from srl_rlvr.cli.compare import compare_command
     from srl_rlvr.cli.data import data_group
     from srl_rlvr.cli.demo import demo_command
     from srl_rlvr.cli.eval import eval_command
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(run_command)
     cli.add_command(train_group)
     cli.add_command(eval_command)
+    cli.add_command(compare_command)
     cli.add_command(tiers_group)
     cli.add_command(serve_command)
     cli.add_command(route_group)

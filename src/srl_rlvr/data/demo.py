@@ -9,8 +9,13 @@ operators as ``a op b = c`` plus the running value, and the last step ends with 
        "After giving away 9, she has 42 - 9 = 33 pens."
        "After buying 15 more, she has 33 + 15 = 48 pens. The answer is 48."
 
-The test split depends only on (n_test, seed), so growing n_train never changes it, and no problem
-text appears in both splits. Write the files with ``write_demo_task(out_dir)``.
+``style="equations"`` writes the same problems with terse steps, one equation each
+(``7 * 6 = 42`` / ``42 - 9 = 33`` / ``33 + 15 = 48. The answer is 48.``): the SRL step reward (2M/T
+similarity) is then decided by the numbers and operators rather than by the wording around them, which
+is what a 135M model can learn in a CPU-sized run (docs/results.md).
+
+The test split depends only on (n_test, seed, style), so growing n_train never changes it, and no problem
+text appears in both splits. Both styles draw the same problems for the same seed. Write the files with ``write_demo_task(out_dir)``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 MAX_VALUE = 999  # every running value stays in 1..MAX_VALUE
 MIN_OPS, MAX_OPS = 2, 4
 ANSWER_PHRASE = "The answer is"
+STYLES = ("prose", "equations")
 
 _NAMES = {
     "she": ["Mia", "Emma", "Ava", "Sofia", "Lena", "Zoe", "Nora", "Priya", "Aisha", "Chloe", "Hana", "Rosa"],
@@ -86,13 +92,14 @@ def _times_clause(rng: random.Random, k: int, pron: str, obj: str) -> tuple[str,
     return f"ends up with {k} times as many {obj}", f"With {k} times as many"
 
 
-def _make_problem(rng: random.Random) -> tuple[str, list[str], int]:
-    """Draw one problem; return (problem text, steps, answer)."""
+def _make_problem(rng: random.Random, style: str = "prose", ops: tuple[int, int] = (MIN_OPS, MAX_OPS)) -> tuple[str, list[str], int]:
+    """Draw one problem; return (problem text, steps, answer). The style changes only how steps are written."""
+    terse = style == "equations"
     scene = rng.choice(_SCENES)
     pron = rng.choice(("she", "he"))
     name = rng.choice(_NAMES[pron])
     obj = rng.choice(scene.objects)
-    num_ops = rng.randint(MIN_OPS, MAX_OPS)
+    num_ops = rng.randint(*ops)
     steps: list[str] = []
     clauses: list[str] = []
 
@@ -102,7 +109,7 @@ def _make_problem(rng: random.Random) -> tuple[str, list[str], int]:
         a, b = rng.randint(2, 9), rng.randint(3, 12)
         value = a * b
         intro = f"{name} has {a} {container} with {b} {obj} in each."
-        steps.append(f"{name} starts with {a} * {b} = {value} {obj}.")
+        steps.append(f"{a} * {b} = {value}" if terse else f"{name} starts with {a} * {b} = {value} {obj}.")
     else:
         value = rng.randint(8, 60)
         intro = f"{name} has {value} {obj}."
@@ -128,20 +135,23 @@ def _make_problem(rng: random.Random) -> tuple[str, list[str], int]:
             clause, lead = rng.choice(scene.add)
             new = value + k
         clauses.append(clause.format(k=k, obj=obj))
-        steps.append(f"{lead.format(k=k)}, {pron} has {value} {op} {k} = {new} {obj}.")
+        steps.append(f"{value} {op} {k} = {new}" if terse else f"{lead.format(k=k)}, {pron} has {value} {op} {k} = {new} {obj}.")
         value = new
 
-    steps[-1] += f" {ANSWER_PHRASE} {value}."
+    steps[-1] += f". {ANSWER_PHRASE} {value}." if terse else f" {ANSWER_PHRASE} {value}."
     question = rng.choice(
         (f"How many {obj} does {pron} have now?", f"How many {obj} does {name} have at the end?")
     )
-    return f"{intro} {_join_clauses(pron, clauses)} {question}", steps, value
+    story = " ".join(part for part in (intro, _join_clauses(pron, clauses), question) if part)
+    return story, steps, value
 
 
 def _join_clauses(pron: str, clauses: list[str]) -> str:
     """'She x.' / 'First she x, and then she y.' / 'First she x, then she y, and finally she z.'"""
     # A clause that starts with "her/his number ..." is its own subject; others need the pronoun.
     parts = [c if c.startswith(("her ", "his ")) else f"{pron} {c}" for c in clauses]
+    if not parts:  # a one-step "a containers with b each" problem
+        return ""
     if len(parts) == 1:
         return parts[0][0].upper() + parts[0][1:] + "."
     if len(parts) == 2:
@@ -150,7 +160,8 @@ def _join_clauses(pron: str, clauses: list[str]) -> str:
     return f"First {parts[0]}, then {middle}, and finally {parts[-1]}."
 
 
-def _generate(rng: random.Random, n: int, split: str, exclude: set[str]) -> list[dict[str, Any]]:
+def _generate(rng: random.Random, n: int, split: str, exclude: set[str], style: str,
+              ops: tuple[int, int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen = set(exclude)
     width = max(4, len(str(n)))
@@ -159,7 +170,7 @@ def _generate(rng: random.Random, n: int, split: str, exclude: set[str]) -> list
         attempts += 1
         if attempts > 50 * n + 1000:
             raise ValueError(f"could not draw {n} distinct demo problems for the {split} split")
-        problem, steps, answer = _make_problem(rng)
+        problem, steps, answer = _make_problem(rng, style, ops)
         if problem in seen:
             continue
         seen.add(problem)
@@ -176,14 +187,24 @@ def _generate(rng: random.Random, n: int, split: str, exclude: set[str]) -> list
     return rows
 
 
-def make_demo_task(n_train: int = 400, n_test: int = 100, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Return (train rows, test rows) in the trajectory format; deterministic for a seed."""
+def make_demo_task(n_train: int = 400, n_test: int = 100, seed: int = 0, style: str = "prose",
+                   min_ops: int = MIN_OPS, max_ops: int = MAX_OPS) -> tuple[list[dict], list[dict]]:
+    """Return (train rows, test rows) in the trajectory format; deterministic for a seed.
+
+    ``min_ops``/``max_ops`` set the range of steps per problem (default 2-4); 1-step problems make a
+    mixed-difficulty stream, e.g. for routing (docs/routing.md).
+    """
     if n_train < 0 or n_test < 0:
         raise ValueError("n_train and n_test must be >= 0")
+    if not 1 <= min_ops <= max_ops:
+        raise ValueError(f"need 1 <= min_ops <= max_ops, got {min_ops} and {max_ops}")
+    ops = (min_ops, max_ops)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     # Separate streams: the test split must not change when n_train does.
-    test = _generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n_test, "test", set())
+    test = _generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n_test, "test", set(), style, ops)
     train = _generate(
-        random.Random(f"srl-rlvr-demo-train-{seed}"), n_train, "train", {row["problem"] for row in test}
+        random.Random(f"srl-rlvr-demo-train-{seed}"), n_train, "train", {row["problem"] for row in test}, style, ops
     )
     return train, test
 
@@ -196,11 +217,12 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)  # readers never see a half-written file
 
 
-def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, seed: int = 0) -> dict[str, Any]:
+def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, seed: int = 0,
+                    style: str = "prose", min_ops: int = MIN_OPS, max_ops: int = MAX_OPS) -> dict[str, Any]:
     """Write ``out_dir/train.jsonl`` and ``out_dir/test.jsonl``; return their paths and row counts."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train, test = make_demo_task(n_train, n_test, seed)
+    train, test = make_demo_task(n_train, n_test, seed, style, min_ops, max_ops)
     paths = {"train": out / "train.jsonl", "test": out / "test.jsonl"}
     _write_jsonl(paths["train"], train)
     _write_jsonl(paths["test"], test)
@@ -210,4 +232,5 @@ def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, 
         "n_train": len(train),
         "n_test": len(test),
         "seed": seed,
+        "style": style,
     }

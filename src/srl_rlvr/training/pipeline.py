@@ -304,8 +304,10 @@ def _write_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> None:
         if spec.demo is None:
             missing = "data.train" if spec.train is None else "data.test (the eval stage needs it)"
             raise UserInputError(f"{config.source or 'config'}: {missing} is not set, and there is no data.demo to generate")
-        write_demo_task(data_dir, n_train=spec.demo.n_train, n_test=spec.demo.n_test, seed=spec.demo.seed)
-        say(f"data: demo task, {spec.demo.n_train} train / {spec.demo.n_test} test problems (seed {spec.demo.seed})")
+        write_demo_task(data_dir, n_train=spec.demo.n_train, n_test=spec.demo.n_test, seed=spec.demo.seed,
+                        style=spec.demo.style)
+        say(f"data: demo task, {spec.demo.n_train} train / {spec.demo.n_test} test problems "
+            f"(seed {spec.demo.seed}, {spec.demo.style} steps)")
     train_rows = _normalise(spec.train, spec.format, data_dir / "train.jsonl") if spec.train else _read(data_dir / "train.jsonl")
     if spec.test:
         _normalise(spec.test, spec.format, data_dir / "test.jsonl")

@@ -8,6 +8,8 @@ from trl import GRPOConfig
 
 from srl_rlvr.training.srl_config import DynamicSamplingArgs
 
+RLVR_PROMPT_MODES = ("full", "final_step")
+
 
 @dataclass
 class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
@@ -19,7 +21,16 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
 
     reward: str = field(default="math", metadata={"help": "Registered reward name: 'math' or 'code'."})
     dynamic_sampling_epsilon: float = field(default=0.0, metadata={"help": "Groups with reward std <= this are dropped."})
+    prompt_mode: str = field(
+        default="full",
+        metadata={"help": "'full': the whole problem, the model writes every step and the answer. 'final_step': "
+                          "the SRL step prompt with the expert's steps 1..N-1 given, the model writes the last step "
+                          "and its answer (a reverse-curriculum start state, as in R^3, arXiv 2402.05808); for "
+                          "step-by-step models evaluated with eval mode 'stepwise'."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_dynamic_sampling()
+        if self.prompt_mode not in RLVR_PROMPT_MODES:
+            raise ValueError(f"prompt_mode must be one of {', '.join(RLVR_PROMPT_MODES)}, got {self.prompt_mode!r}")

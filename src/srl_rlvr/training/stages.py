@@ -18,6 +18,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
+from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
 from srl_rlvr.errors import InvalidRecord, UserInputError
 from srl_rlvr.prompts import full_problem_messages, render_generation_prompt
 from srl_rlvr.training.callbacks import add_throughput_callback
@@ -68,11 +69,23 @@ def srl_dataset(path: str | Path, tokenizer=None, think_prefill: bool | None = F
     return Dataset.from_list(rows)
 
 
-def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_prefill: bool | None = False) -> Dataset:
-    """Trajectories with answers (or tests) → full-problem prompts plus the reward's column."""
+def rlvr_messages(trajectory, prompt_mode: str = "full") -> list[dict[str, Any]]:
+    """The RLVR prompt of one trajectory: the full problem, or (``final_step``) the SRL prompt for its last
+    step with the expert's earlier steps given, so the model writes the step that states the answer."""
+    if prompt_mode == "full":
+        return full_problem_messages(trajectory.problem)
+    if prompt_mode == "final_step":
+        # the SRL builder's own prompt for the last step, so RLVR and SRL prompts can never drift apart
+        return instances_for(trajectory, trajectory_actions(trajectory), SRLBuildConfig())[-1]["prompt"]
+    raise ValueError(f"unknown RLVR prompt_mode {prompt_mode!r}")
+
+
+def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_prefill: bool | None = False,
+                 prompt_mode: str = "full") -> Dataset:
+    """Trajectories with answers (or tests) → RLVR prompts (see :func:`rlvr_messages`) plus the reward's column."""
     rows = []
     for t in load_source(str(path)).rows:
-        prompt = _prompt(full_problem_messages(t.problem), tokenizer, think_prefill)
+        prompt = _prompt(rlvr_messages(t, prompt_mode), tokenizer, think_prefill)
         if reward == "math":
             if t.answer is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'answer', which RLVR's math reward needs")
@@ -152,7 +165,7 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
     policy, tokenizer, manifest = load_stage_checkpoint(init_from, expect)
     if args.think_prefill is None:  # the prompt format travels with the model
         args.think_prefill = bool(manifest.get("think_prefill", False))
-    dataset = rlvr_dataset(data, args.reward, tokenizer, args.think_prefill)
+    dataset = rlvr_dataset(data, args.reward, tokenizer, args.think_prefill, args.prompt_mode)
     trainer = RLVRTrainer(model=policy, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=callbacks)
     trainer.srl_rlvr_init = {"init_from": str(init_from), "base_model": manifest["base_model"]}

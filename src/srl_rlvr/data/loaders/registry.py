@@ -40,18 +40,33 @@ def _champ(path: str, skip_invalid: bool) -> LoadResult[Trajectory]:
     return LoadResult(rows=load_champ())
 
 
-LOADERS: dict[str, Loader] = {"trajectory": _trajectory, "s1k": _s1k, "agent": _agent, "champ": _champ}
+def _benchmark(name: str) -> Loader:
+    def load(path: str, skip_invalid: bool) -> LoadResult[Trajectory]:
+        from srl_rlvr.data.loaders.benchmarks import load_benchmark
+
+        return load_benchmark(name, path, skip_invalid=skip_invalid)
+
+    return load
+
+
+LOADERS: dict[str, Loader] = {"trajectory": _trajectory, "s1k": _s1k, "agent": _agent, "champ": _champ,
+                              **{name: _benchmark(name) for name in ("amc23", "aime24", "aime25")}}
 
 
 def detect_format(path: str) -> str:
-    """Guess the format from the first decodable row: s1K rows have ``question``, raw transcripts only ``messages``."""
+    """Guess the format from the first decodable row: benchmark rows have exactly their dataset's columns,
+    s1K rows have ``question``, raw transcripts only ``messages``."""
     if path == CHAMP_SOURCE:
         return "champ"
     if not Path(path).is_file():
         raise UserInputError(f"{path}: no such file")
+    from srl_rlvr.data.loaders.benchmarks import detect_benchmark
+
     for _, obj in iter_json_objects(path):
         if isinstance(obj, InvalidRecord) or not isinstance(obj, dict):
             continue
+        if benchmark := detect_benchmark(obj):  # AMC23/AIME rows: exactly their dataset's columns
+            return benchmark
         if "problem" not in obj and "question" in obj:
             return "s1k"
         if "problem" not in obj and "messages" in obj:

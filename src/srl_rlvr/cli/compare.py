@@ -1,0 +1,37 @@
+"""``srl-rlvr compare``: the paper's Table 1 at small scale (Base, SFT, RLVR, SRL, SRL→RLVR, SFT→RLVR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("compare")
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default=None, help="Output folder [default: out/<config name>].")
+@click.option("--docs", "docs", default=None, metavar="FILE",
+              help="Also write the table, plots and command between the compare markers of FILE (e.g. docs/results.md).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted SRL/RLVR stage from its last checkpoint-*.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (dotted, value parsed as YAML); repeatable.")
+def compare_command(config_path: str, out_dir: str | None, docs: str | None, resume: bool,
+                    overrides: tuple[str, ...]) -> None:
+    """Train and evaluate six arms with equal optimiser-step budgets; write OUT/compare.md and plots.
+
+    Every trained arm gets srl.max_steps + rlvr.max_steps optimiser steps. Finished stages and evals
+    are skipped on a rerun unless their config changed.
+
+    \b
+    Example:
+      srl-rlvr compare configs/compare-cpu.yaml --out out/compare --docs docs/results.md
+      srl-rlvr compare configs/compare-cpu.yaml --out /tmp/c --set srl.max_steps=1 --set rlvr.max_steps=1
+    """
+    from srl_rlvr.cli.run import invoked_command
+    from srl_rlvr.compare import run_compare
+    from srl_rlvr.config import load_pipeline_config, parse_set_options
+
+    cli_overrides = parse_set_options(overrides)
+    config = load_pipeline_config(config_path, cli_overrides)
+    out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
+    run_compare(config, out, command=invoked_command(), docs=docs, resume=resume, cli_overrides=cli_overrides)
