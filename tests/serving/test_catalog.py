@@ -10,7 +10,7 @@ from srl_rlvr.serving.catalog import ModelCatalog, Target
 
 
 class _PickBase:
-    async def select(self, body, catalog: ModelCatalog) -> tuple[Target, dict[str, str]]:
+    async def select(self, body, catalog: ModelCatalog, api_key=None) -> tuple[Target, dict[str, str]]:
         target = catalog.target(TINY)
         return Target(body.model, target.backend, target.adapter, target.think), {"x-routed-to": TINY}
 

@@ -15,13 +15,23 @@ import click
 @click.option("--backend", default=None, help="hf (default), vllm or openai.")
 @click.option("--served-model-name", default=None, help="Name clients put in 'model' (default: --model).")
 @click.option("--lora", "loras", multiple=True, metavar="NAME=PATH", help="Load this LoRA adapter at start (repeatable).")
+@click.option("--route-config", default=None, type=click.Path(dir_okay=False),
+              help="Route config (e.g. configs/route-cpu.yaml): also serve router-<name>-<threshold> and "
+              "cascade-<name> (docs/serving.md, 'Serving integration').")
+@click.option("--predictor", default=None, type=click.Path(dir_okay=False),
+              help="The router's predictor.json from `srl-rlvr route eval` (default: the tiers' quality priors).")
+@click.option("--escalation-log", default=None, type=click.Path(dir_okay=False),
+              help="JSONL file the cascade appends its escalations to (trajectory rows for distillation).")
 def serve_command(model: str | None, config_path: str | None, host: str | None, port: int | None,
-                  backend: str | None, served_model_name: str | None, loras: tuple[str, ...]) -> None:
+                  backend: str | None, served_model_name: str | None, loras: tuple[str, ...],
+                  route_config: str | None, predictor: str | None, escalation_log: str | None) -> None:
     """Serve a model (and LoRA adapters) over the OpenAI API.
 
     \b
     Example:
       srl-rlvr serve --model smollm2-135m --port 8000
+      srl-rlvr serve --model smollm2-135m --route-config configs/route-cpu.yaml \\
+        --predictor out/route_eval/predictor.json --escalation-log out/escalations.jsonl
       curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
         -d '{"model": "smollm2-135m", "messages": [{"role": "user", "content": "What is 7*6?"}]}'
     """
@@ -44,6 +54,12 @@ def serve_command(model: str | None, config_path: str | None, host: str | None, 
                              served_model_name=served_model_name)
     if adapters:
         settings = settings.model_copy(update={"lora_adapters": {**settings.lora_adapters, **adapters}})
+    routing = {k: v for k, v in (("config", route_config), ("predictor", predictor),
+                                 ("escalation_log", escalation_log)) if v is not None}
+    if routing:
+        settings = settings.model_copy(update={"routing": settings.routing.model_copy(update=routing)})
+    if (settings.routing.predictor or settings.routing.escalation_log) and not settings.routing.config:
+        raise UserInputError("--predictor and --escalation-log need --route-config (or routing.config in serve.yaml)")
     notice = check_bind_allowed(settings)
     backend_obj = build_backend(settings)
     if backend_obj.renders_prompts:  # a bad --model is a one-line error now, not a traceback at startup
@@ -54,4 +70,8 @@ def serve_command(model: str | None, config_path: str | None, host: str | None, 
     app = create_app(settings, backend_obj)
     click.echo(f"serving '{settings.base_name}' ({settings.backend} backend) on "
                f"http://{settings.host}:{settings.port}/v1 — {notice}", err=True)
+    if app.state.routing is not None:
+        routed = app.state.routing
+        click.echo(f"routed names: {routed.router.model} (any router-{routed.router.name}-<threshold>), "
+                   f"{routed.cascade.name}; tiers: {', '.join(t.name for t in routed.router.tiers)}", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

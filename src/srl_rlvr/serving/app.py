@@ -3,7 +3,8 @@
     srl-rlvr serve --model smollm2-135m                      # http://127.0.0.1:8000/v1
 
 Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/v1/load_lora_adapter``,
-``/v1/unload_lora_adapter``, ``/health``, ``/metrics``. Every error, including malformed JSON and wrong
+``/v1/unload_lora_adapter``, ``/health``, ``/metrics``; with ``routing.config`` also the router and cascade
+model names (``routing_bridge.py``). Every error, including malformed JSON and wrong
 types, is an OpenAI-style JSON body ``{"error": {...}}`` with a 4xx status and the reason.
 """
 
@@ -108,6 +109,12 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     started (model loaded, adapters in ``lora_adapters`` loaded) when the app starts, and closed with it."""
     catalog = ModelCatalog(settings, [backend if backend is not None else build_backend(settings)])
     metrics = ServingMetrics(catalog.load_snapshot)
+    routing = None
+    if settings.routing.config:  # router-<name>-<threshold> and cascade-<name> as model names
+        from srl_rlvr.serving.routing_bridge import RoutingBridge
+
+        routing = RoutingBridge.from_settings(settings, catalog, metrics)
+        catalog.add_virtual(routing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -115,10 +122,13 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         try:
             yield
         finally:
+            if routing is not None:
+                await routing.close()
             await catalog.close()
 
     app = FastAPI(title="srl-rlvr", summary="OpenAI-compatible serving with LoRA hot-swap", lifespan=lifespan)
     app.state.settings, app.state.catalog, app.state.metrics = settings, catalog, metrics
+    app.state.routing = routing
     _install_error_handlers(app)
     for module in (chat, completions, models, adapters, health):
         app.include_router(module.router)

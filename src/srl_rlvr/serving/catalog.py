@@ -1,8 +1,8 @@
 """Model names → where a request goes. The one place routes resolve the ``model`` field.
 
-A name is the base model's served name or a loaded LoRA adapter's name (a :class:`Target`). A later
-feature (the router) can add *virtual* names through :meth:`ModelCatalog.add_virtual`: a
-:class:`VirtualModel` picks a concrete target per request and may add response headers.
+A name is the base model's served name or a loaded LoRA adapter's name (a :class:`Target`). *Virtual*
+names are added through :meth:`ModelCatalog.add_virtual`: a :class:`VirtualModel` picks a concrete target
+per request and may add response headers (the router and the cascade: ``serving/routing_bridge.py``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ class Target:
 class VirtualModel(Protocol):
     """A model name that stands for a choice among targets (for example a router)."""
 
-    async def select(self, body: Any, catalog: ModelCatalog) -> tuple[Target, dict[str, str]]:
-        """The target for this request body, plus headers to add to the response."""
+    async def select(self, body: Any, catalog: ModelCatalog, api_key: str | None) -> tuple[Target, dict[str, str]]:
+        """The target for this request body (``api_key``: the caller's verified key, for budgets), plus headers
+        to add to the response."""
 
 
 class VirtualModelSource(Protocol):
@@ -87,11 +88,11 @@ class ModelCatalog:
                     return Target(name, backend, name, think)
         raise model_not_found(name)
 
-    async def select(self, name: str, body: Any) -> tuple[Target, dict[str, str]]:
+    async def select(self, name: str, body: Any, api_key: str | None = None) -> tuple[Target, dict[str, str]]:
         for source in self._virtual:
             virtual = source.resolve(name)
             if virtual is not None:
-                return await virtual.select(body, self)
+                return await virtual.select(body, self, api_key)
         return self.target(name), {}
 
     def names(self) -> set[str]:

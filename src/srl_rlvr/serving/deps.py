@@ -36,6 +36,12 @@ def _presented_key(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def request_api_key(request: Request, settings: ServeSettings) -> str | None:
+    """The caller's key once ``require_scope`` accepted it (budgets are kept per key); None on an open server,
+    where any bearer token is unchecked and so identifies nobody."""
+    return _presented_key(request) if settings.api_keys else None
+
+
 def _scope_of(settings: ServeSettings, presented: str) -> str | None:
     """The scope of the matching key (every key is compared, in constant time each)."""
     found = None

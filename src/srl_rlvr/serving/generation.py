@@ -78,7 +78,7 @@ async def metered(target: Target, events: AsyncIterator[GenerationEvent], metric
         async for event in events:
             if isinstance(event, TextDelta) and first_token is None:
                 first_token = time.monotonic()
-            if isinstance(event, Finished):
+            if isinstance(event, Finished) and target.backend.metered:
                 metrics.observe_finished(target.labels, arrival=arrival, first_token=first_token, end=time.monotonic(),
                                          prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
                                          finish_reason=event.finish_reason)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from srl_rlvr.errors import UserInputError
 
@@ -87,6 +87,20 @@ class VLLMSettings(_Section):
     timeout_s: float = Field(300.0, gt=0)
 
 
+class RoutingSettings(_Section):
+    """The router and cascade as model names (docs/serving.md, "Serving integration")."""
+
+    config: str | None = Field(None, description="Route config (e.g. configs/route-cpu.yaml); unset: no routing.")
+    predictor: str | None = Field(None, description="predictor.json from `srl-rlvr route eval` (unset: tier priors).")
+    escalation_log: str | None = Field(None, description="JSONL the cascade appends escalations to (unset: none).")
+
+    @model_validator(mode="after")
+    def _needs_config(self) -> RoutingSettings:
+        if (self.predictor or self.escalation_log) and not self.config:
+            raise ValueError("routing.predictor and routing.escalation_log need routing.config (the route config)")
+        return self
+
+
 class ServeSettings(_Section):
     model: str = Field(description="Base model: 'smollm2-135m', a folder, or a Hugging Face id.")
     served_model_name: str | None = Field(None, description="Name clients use in 'model' (default: --model).")
@@ -100,6 +114,7 @@ class ServeSettings(_Section):
     hf: HFSettings = Field(default_factory=HFSettings)
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
     openai: OpenAIUpstreamSettings = Field(default_factory=OpenAIUpstreamSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @property
     def base_name(self) -> str:
@@ -163,6 +178,9 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
     raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
     if isinstance(raw.get("model"), str) and config_path is not None:
         raw["model"] = _resolve_relative(raw["model"], Path(config_path).parent)
+    if isinstance(raw.get("routing"), dict) and config_path is not None:
+        raw["routing"] = {k: _resolve_relative(v, Path(config_path).parent) if isinstance(v, str) else v
+                          for k, v in raw["routing"].items()}
     try:
         settings = ServeSettings.model_validate(raw)
     except ValidationError as exc:

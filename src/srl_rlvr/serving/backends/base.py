@@ -87,6 +87,9 @@ class Backend(ABC):
     tokenizer: Any = None
     # Context length in tokens, when known (prompt + max_tokens beyond it is a 400).
     max_model_len: int | None = None
+    # False: the events replay an answer generated elsewhere (a routed request), whose generation was
+    # already counted in the metrics where it ran; counting the replay too would count it twice.
+    metered: bool = True
 
     @property
     def model_root(self) -> str:

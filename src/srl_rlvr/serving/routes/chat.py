@@ -13,7 +13,7 @@ from srl_rlvr.serving import sse
 from srl_rlvr.serving.adapter import REASONING
 from srl_rlvr.serving.backends.base import Finished, GenerationEvent, TextDelta
 from srl_rlvr.serving.catalog import ModelCatalog, Target
-from srl_rlvr.serving.deps import get_catalog, get_metrics, get_settings, require_user
+from srl_rlvr.serving.deps import get_catalog, get_metrics, get_settings, request_api_key, require_user
 from srl_rlvr.serving.errors import APIError
 from srl_rlvr.serving.generation import chat_prompt, check_queue, metered, sampling_params
 from srl_rlvr.serving.metrics import ServingMetrics
@@ -29,7 +29,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
                            catalog: ModelCatalog = Depends(get_catalog),
                            settings: ServeSettings = Depends(get_settings),
                            metrics: ServingMetrics = Depends(get_metrics)) -> Any:
-    target, headers = await catalog.select(body.model, body)
+    target, headers = await catalog.select(body.model, body, request_api_key(request, settings))
     messages = [m.as_template_message() for m in body.messages]
     try:
         prompt = chat_prompt(target, messages)
