@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.data.loaders.jsonl import LoadResult, load_jsonl
+from srl_rlvr.data.loaders.jsonl import LoadResult, load_jsonl, required_text
 from srl_rlvr.data.schema import Trajectory, validate_trajectory
 from srl_rlvr.errors import InvalidRecord
 
@@ -66,17 +66,6 @@ def detect_benchmark(row: Any) -> str | None:
     return next((b.name for b in BENCHMARKS.values() if keys == set(b.columns)), None)
 
 
-def _text(row: dict[str, Any], column: str, path: str, line: int) -> str:
-    value = row.get(column)
-    if value is None:
-        raise InvalidRecord(path, line, column, "is required")
-    if not isinstance(value, str):
-        raise InvalidRecord(path, line, column, f"expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidRecord(path, line, column, "must not be empty")
-    return value
-
-
 def answer_text(value: Any, path: str, line: int) -> str:
     """A benchmark answer as text: strings as given (stripped), integral floats without ``.0``.
 
@@ -110,13 +99,13 @@ def _row_id(row: dict[str, Any], path: str, line: int) -> str:
 def benchmark_row_to_trajectory(bench: Benchmark, row: Any, path: str, line: int) -> Trajectory:
     if not isinstance(row, dict):
         raise InvalidRecord(path, line, "<row>", f"expected a JSON object, got {type(row).__name__}")
-    problem = _text(row, bench.problem_column, path, line)
+    problem = required_text(row, bench.problem_column, path, line)
     if "answer" not in row:
         raise InvalidRecord(path, line, "answer", "is required")
     answer = answer_text(row["answer"], path, line)
     row_id = _row_id(row, path, line)
     if bench.solution_column is not None:
-        solution, placeholder = _text(row, bench.solution_column, path, line), False
+        solution, placeholder = required_text(row, bench.solution_column, path, line), False
     else:
         solution, placeholder = f"The answer is {answer}.", True
     used = {"id", "answer", bench.problem_column, bench.solution_column}

@@ -72,6 +72,18 @@ def iter_json_objects(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) ->
             yield lineno, InvalidRecord(str(path), lineno, "<json>", "malformed JSON: nested too deeply")
 
 
+def required_text(row: dict[str, Any], column: str, path: str, line: int) -> str:
+    """``row[column]`` as a non-blank string, else an InvalidRecord naming the file, line and column."""
+    value = row.get(column)
+    if value is None:
+        raise InvalidRecord(path, line, column, "is required")
+    if not isinstance(value, str):
+        raise InvalidRecord(path, line, column, f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidRecord(path, line, column, "must not be empty")
+    return value
+
+
 def load_jsonl(
     path: str | Path,
     validate: Callable[[Any, str, int], T],

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.data.loaders.jsonl import LoadResult, load_jsonl
+from srl_rlvr.data.loaders.jsonl import LoadResult, load_jsonl, required_text
 from srl_rlvr.data.schema import Trajectory, validate_trajectory
 from srl_rlvr.errors import InvalidRecord, UserInputError
 
@@ -55,17 +55,6 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _required_text(row: dict[str, Any], column: str, path: str, line: int) -> str:
-    value = row.get(column)
-    if value is None:
-        raise InvalidRecord(path, line, column, "is required")
-    if not isinstance(value, str):
-        raise InvalidRecord(path, line, column, f"expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidRecord(path, line, column, "must not be empty")
-    return value
-
-
 def _row_id(row: dict[str, Any], path: str, line: int) -> str:
     if "id" not in row:
         return f"s1k-{line}"
@@ -79,8 +68,8 @@ def s1k_row_to_trajectory(row: Any, path: str, line: int, source: str = "deepsee
     """Turn one decoded s1K row into a Trajectory; raise InvalidRecord naming ``path:line`` and the column."""
     if not isinstance(row, dict):
         raise InvalidRecord(path, line, "<row>", f"expected a JSON object, got {type(row).__name__}")
-    question = _required_text(row, "question", path, line)
-    text = _required_text(row, source, path, line)
+    question = required_text(row, "question", path, line)
+    text = required_text(row, source, path, line)
     reference = row.get("solution")
     answer = last_boxed(text)
     if answer is None and isinstance(reference, str):
