@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from srl_rlvr.serving.backends.base import GenerationEvent
 from srl_rlvr.serving.errors import APIError, error_body
 
 DONE = "data: [DONE]\n\n"
+log = logging.getLogger("srl_rlvr.serving")
 
 
 def frame(payload: dict[str, Any]) -> str:
@@ -45,3 +47,24 @@ def error_frame(exc: BaseException) -> str:
     if isinstance(exc, APIError):
         return frame(exc.body())
     return frame(error_body(500, f"internal error: {type(exc).__name__}"))
+
+
+def usage_frame(head: dict[str, Any], prompt_tokens: int, completion_tokens: int) -> str:
+    """The final ``stream_options.include_usage`` chunk: no choices, just usage."""
+    return frame({**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+
+
+async def guarded(frames: AsyncIterator[str], events: AsyncIterator[GenerationEvent], what: str) -> AsyncIterator[str]:
+    """Relay a route's frames, then ``[DONE]``. Headers are already sent, so a failure becomes an error
+    frame; the generation is closed however the stream ends (a client that disconnects frees its row)."""
+    try:
+        async for chunk in frames:
+            yield chunk
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if not isinstance(exc, APIError):
+            log.exception("%s stream failed", what)
+        yield error_frame(exc)
+    finally:
+        await frames.aclose()
+        await events.aclose()
+    yield DONE

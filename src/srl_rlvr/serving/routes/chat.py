@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +20,6 @@ from srl_rlvr.serving.schemas import ChatCompletionRequest
 from srl_rlvr.serving.settings import ServeSettings
 
 router = APIRouter()
-log = logging.getLogger("srl_rlvr.serving")
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(require_user)])
@@ -46,8 +44,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     if body.stream:
         first = await sse.first_event(events)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(target, first, events, include_usage), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(sse.guarded(_stream(target, first, events, include_usage), events, "chat"),
+                                 media_type="text/event-stream", headers=headers)
     return JSONResponse(await _complete(target, events), headers=headers)
 
 
@@ -80,32 +78,23 @@ async def _stream(target: Target, first: GenerationEvent, events: AsyncIterator[
                                                 "finish_reason": finish_reason}]})
 
     splitter = target.think.splitter()
-    try:
-        yield chunk({"role": "assistant", "content": ""})
-        if target.think.prefill and splitter is None:  # the raw text starts with the prefilled tag
-            yield chunk({"content": "<think>"})
-        event: GenerationEvent | None = first
-        while event is not None:
-            if isinstance(event, Finished):
-                for kind, text in splitter.finish() if splitter else []:
-                    yield chunk({kind: text})
-                yield chunk({}, event.finish_reason)
-                if include_usage:
-                    yield sse.frame({**head, "choices": [], "usage": sse.usage(event.prompt_tokens,
-                                                                                  event.completion_tokens)})
-                break
-            if event.reasoning:
-                yield chunk({REASONING: event.text})
-            elif splitter is not None:
-                for kind, text in splitter.feed(event.text):
-                    yield chunk({kind: text})
-            else:
-                yield chunk({"content": event.text})
-            event = await anext(events, None)
-    except Exception as exc:  # noqa: BLE001 - headers are sent; the error goes into the stream
-        if not isinstance(exc, APIError):
-            log.exception("chat stream failed")
-        yield sse.error_frame(exc)
-    finally:
-        await events.aclose()
-    yield sse.DONE
+    yield chunk({"role": "assistant", "content": ""})
+    if target.think.prefill and splitter is None:  # the raw text starts with the prefilled tag
+        yield chunk({"content": "<think>"})
+    event: GenerationEvent | None = first
+    while event is not None:
+        if isinstance(event, Finished):
+            for kind, text in splitter.finish() if splitter else []:
+                yield chunk({kind: text})
+            yield chunk({}, event.finish_reason)
+            if include_usage:
+                yield sse.usage_frame(head, event.prompt_tokens, event.completion_tokens)
+            break
+        if event.reasoning:
+            yield chunk({REASONING: event.text})
+        elif splitter is not None:
+            for kind, text in splitter.feed(event.text):
+                yield chunk({kind: text})
+        else:
+            yield chunk({"content": event.text})
+        event = await anext(events, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,14 +12,12 @@ from srl_rlvr.serving import sse
 from srl_rlvr.serving.backends.base import Finished, GenerationEvent
 from srl_rlvr.serving.catalog import ModelCatalog
 from srl_rlvr.serving.deps import get_catalog, get_metrics, get_settings, require_user
-from srl_rlvr.serving.errors import APIError
 from srl_rlvr.serving.generation import check_queue, completion_prompt, metered, sampling_params
 from srl_rlvr.serving.metrics import ServingMetrics
 from srl_rlvr.serving.schemas import CompletionRequest
 from srl_rlvr.serving.settings import ServeSettings
 
 router = APIRouter()
-log = logging.getLogger("srl_rlvr.serving")
 
 
 @router.post("/v1/completions", dependencies=[Depends(require_user)])
@@ -39,8 +36,8 @@ async def completions(body: CompletionRequest, request: Request, catalog: ModelC
     if body.stream:
         first = await sse.first_event(events)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(head, first, events, include_usage), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(sse.guarded(_stream(head, first, events, include_usage), events, "completion"),
+                                 media_type="text/event-stream", headers=headers)
     text, finished = [], None
     async for event in events:
         if isinstance(event, Finished):
@@ -60,21 +57,12 @@ async def _stream(head: dict[str, Any], first: GenerationEvent, events: AsyncIte
         return sse.frame({**head, "choices": [{"index": 0, "text": text, "logprobs": None,
                                                 "finish_reason": finish_reason}]})
 
-    try:
-        event: GenerationEvent | None = first
-        while event is not None:
-            if isinstance(event, Finished):
-                yield chunk("", event.finish_reason)
-                if include_usage:
-                    yield sse.frame({**head, "choices": [], "usage": sse.usage(event.prompt_tokens,
-                                                                                  event.completion_tokens)})
-                break
-            yield chunk(event.text)
-            event = await anext(events, None)
-    except Exception as exc:  # noqa: BLE001 - headers are sent; the error goes into the stream
-        if not isinstance(exc, APIError):
-            log.exception("completion stream failed")
-        yield sse.error_frame(exc)
-    finally:
-        await events.aclose()
-    yield sse.DONE
+    event: GenerationEvent | None = first
+    while event is not None:
+        if isinstance(event, Finished):
+            yield chunk("", event.finish_reason)
+            if include_usage:
+                yield sse.usage_frame(head, event.prompt_tokens, event.completion_tokens)
+            break
+        yield chunk(event.text)
+        event = await anext(events, None)
