@@ -120,6 +120,19 @@ def test_wrong_value_types_name_the_key(tmp_path, text, pattern):
         load_pipeline_config(write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("data: {demo: {numbers: huge}}\n", r"data\.demo\.numbers must be one of standard, small, got 'huge'"),
+        ("data: {demo: {min_ops: 3, max_ops: 2}}\n", r"data\.demo: need 1 <= min_ops <= max_ops, got 3 and 2"),
+        ("data: {demo: {style: poem}}\n", r"data\.demo\.style must be one of prose, equations"),
+    ],
+)
+def test_bad_demo_task_values_are_user_errors(tmp_path, text, pattern):
+    with pytest.raises(UserInputError, match=pattern):
+        load_pipeline_config(write(tmp_path, text))
+
+
 def test_bad_values_are_user_errors_when_the_stage_config_is_built(tmp_path):
     config = load_pipeline_config(write(tmp_path, "tier: cpu\nsrl: {reward_mode: sloppy}\n"))
     with pytest.raises(UserInputError, match="section 'srl'.*reward_mode"):

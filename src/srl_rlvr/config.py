@@ -57,12 +57,19 @@ class DemoDataConfig:
     n_test: int = 100
     seed: int = 0
     style: str = "prose"  # or "equations": terse one-equation steps (srl_rlvr.data.demo)
+    min_ops: int = 2  # steps per problem
+    max_ops: int = 4
+    numbers: str = "standard"  # or "small": operands <= 9, values <= 50
 
     def __post_init__(self) -> None:
-        from srl_rlvr.data.demo import STYLES
+        from srl_rlvr.data.demo import NUMBER_SCALES, STYLES
 
         if self.style not in STYLES:
             raise UserInputError(f"data.demo.style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if self.numbers not in NUMBER_SCALES:
+            raise UserInputError(f"data.demo.numbers must be one of {', '.join(NUMBER_SCALES)}, got {self.numbers!r}")
+        if not 1 <= self.min_ops <= self.max_ops:
+            raise UserInputError(f"data.demo: need 1 <= min_ops <= max_ops, got {self.min_ops} and {self.max_ops}")
 
 
 @dataclass

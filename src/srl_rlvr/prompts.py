@@ -10,7 +10,9 @@ from typing import Any
 
 # A concrete example of the format: small models (SmolLM2-135M) never produce <think>…</think> from the
 # instruction alone (0 of 24 sampled rollouts); with the example and a "<think>" prefill some do.
-FORMAT_EXAMPLE = "Example of the format:\n<think>3 bags of 5 apples: multiply.</think>She has 3 * 5 = 15 apples."
+# The example is deliberately not arithmetic: with "She has 3 * 5 = 15 apples." SRL collapsed onto copying
+# it (every step "She has 4 * 5 = 15 apples.", docs/results.md), so it shows the tags and nothing else.
+FORMAT_EXAMPLE = "Example of the format:\n<think>The door is locked, so the key comes first.</think>Pick up the key."
 
 SRL_SYSTEM_PROMPT = (
     "You solve problems one step at a time. You are shown a problem and the steps taken so far. "

@@ -21,6 +21,16 @@ def task() -> tuple[list[dict], list[dict]]:
     return make_demo_task(n_train=400, n_test=100, seed=0)
 
 
+@pytest.fixture(scope="module")
+def small_task() -> tuple[list[dict], list[dict]]:
+    return make_demo_task(n_train=400, n_test=100, seed=0, min_ops=1, max_ops=3, numbers="small")
+
+
+@pytest.fixture(params=["task", "small_task"])
+def any_task(request: pytest.FixtureRequest) -> tuple[list[dict], list[dict]]:
+    return request.getfixturevalue(request.param)
+
+
 def test_counts_ids_and_fields(task: tuple[list[dict], list[dict]]) -> None:
     train, test = task
     assert (len(train), len(test)) == (400, 100)
@@ -55,8 +65,8 @@ def test_two_to_four_steps_with_all_operations(task: tuple[list[dict], list[dict
     assert used == {"+", "-", "*"}
 
 
-def test_every_step_is_correct_and_chains_to_the_answer(task: tuple[list[dict], list[dict]]) -> None:
-    for row in task[0] + task[1]:
+def test_every_step_is_correct_and_chains_to_the_answer(any_task: tuple[list[dict], list[dict]]) -> None:
+    for row in any_task[0] + any_task[1]:
         running = None
         for k, step in enumerate(row["steps"]):
             assert len(step) <= 100, step
@@ -78,6 +88,22 @@ def test_every_step_is_correct_and_chains_to_the_answer(task: tuple[list[dict], 
             # Every operand the steps use was given in the problem, as a number or as "doubles" etc.
             b = STEP_MATH.search(step).group(3)
             assert re.search(rf"\b{b}\b", row["problem"]) or TIMES_WORDS.get(b, "-") in row["problem"], step
+
+
+def test_small_numbers_keep_operands_and_values_small(small_task: tuple[list[dict], list[dict]]) -> None:
+    rows = small_task[0] + small_task[1]
+    assert {len(r["steps"]) for r in rows} == {1, 2, 3}
+    for row in rows:
+        for step in row["steps"]:
+            a, op, b, c = STEP_MATH.search(step).groups()
+            assert int(b) <= 9 and 0 < int(c) <= 50, f"{row['id']}: {step!r}"
+    # Same seed, other scale: other problems (the scale is part of the task's identity).
+    assert small_task[1] != make_demo_task(0, 100, seed=0, min_ops=1, max_ops=3)[1]
+
+
+def test_rejects_unknown_number_scale() -> None:
+    with pytest.raises(ValueError, match="numbers must be one of standard, small"):
+        make_demo_task(1, 1, numbers="huge")
 
 
 def test_write_demo_task(tmp_path: Path) -> None:

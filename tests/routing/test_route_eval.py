@@ -120,3 +120,16 @@ def test_predictions_missing_an_item_is_a_clear_error(tmp_path, demo, capsys):
     config.write_text(f"tiers:\n  a: {{backend: hf, model: x, predictions: {preds}}}\n  t: {{backend: demo_solver}}\n")
     assert _run(["route", "eval", "--config", str(config), "--data", str(demo), "--out", str(tmp_path / "o")]) == 2
     assert "item 'demo-test-0001' has no completion" in capsys.readouterr().err
+
+
+def test_cascade_k_above_the_recorded_samples_is_an_error_not_a_silent_escalation(tmp_path, demo, capsys):
+    # Greedy-only cached predictions cannot feed a k=3 cascade. The live cascade would treat the replay's
+    # failure as an unsure tier and hand every item to the teacher (accuracy 1.0, zero escalations logged).
+    preds = tmp_path / "small_predictions.jsonl"
+    _fake_predictions(demo, preds, {2: 0.8, 3: 0.35, 4: 0.05})
+    config = tmp_path / "route.yaml"
+    config.write_text(f"tiers:\n  a: {{backend: hf, model: x, predictions: {preds}, cost: {{usd_per_mtok_input: 0.0, "
+                      f"usd_per_mtok_output: 0.5}}}}\n  t: {{backend: demo_solver}}\ncascade: {{k: 3, tiers: [a, t]}}\n")
+    assert _run(["route", "eval", "--config", str(config), "--data", str(demo), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cascade.k=3 needs 3 completions per item" in err and "3 completions asked, 1 recorded" in err

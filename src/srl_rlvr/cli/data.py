@@ -31,7 +31,10 @@ def data_group() -> None:
               help="Step wording: prose sentences, or one terse equation per step (same problems).")
 @click.option("--min-ops", default=2, show_default=True, help="Fewest steps per problem (1 adds one-step problems).")
 @click.option("--max-ops", default=4, show_default=True, help="Most steps per problem.")
-def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, min_ops: int, max_ops: int) -> None:
+@click.option("--numbers", type=click.Choice(["standard", "small"]), default="standard", show_default=True,
+              help="standard: values up to 999; small: operands <= 9, values <= 50.")
+def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, min_ops: int, max_ops: int,
+              numbers: str) -> None:
     """Write the seeded multi-step arithmetic demo task (train and test splits).
 
     \b
@@ -42,7 +45,8 @@ def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, mi
 
     if not 1 <= min_ops <= max_ops:
         raise UserInputError(f"need 1 <= --min-ops <= --max-ops, got {min_ops} and {max_ops}")
-    info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed, style=style, min_ops=min_ops, max_ops=max_ops)
+    info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed, style=style, min_ops=min_ops,
+                           max_ops=max_ops, numbers=numbers)
     click.echo(f"wrote {info['n_train']} train and {info['n_test']} test problems to {out_dir}")
 
 

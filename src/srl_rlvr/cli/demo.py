@@ -20,7 +20,7 @@ import click
 DEMO_OVERRIDES: dict[str, Any] = {
     "tier": "cpu",
     "model": "smollm2-135m",
-    "data.demo": {"n_train": 400, "n_test": 100, "seed": 0},
+    "data.demo": {"n_train": 400, "n_test": 100, "seed": 0, "min_ops": 1, "max_ops": 3, "numbers": "small"},
     "stages": ["srl", "rlvr", "eval"],
     "eval.models": ["base", "srl", "srl_rlvr"],
 }

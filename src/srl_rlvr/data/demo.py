@@ -26,10 +26,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_VALUE = 999  # every running value stays in 1..MAX_VALUE
+MAX_VALUE = 999  # every running value stays in 1..MAX_VALUE (the "standard" number scale)
 MIN_OPS, MAX_OPS = 2, 4
 ANSWER_PHRASE = "The answer is"
 STYLES = ("prose", "equations")
+
+
+@dataclass(frozen=True)
+class _NumberScale:
+    """Ranges the operands are drawn from (inclusive)."""
+
+    box_count: tuple[int, int]  # "a containers with b each": a
+    box_size: tuple[int, int]  # b
+    start: tuple[int, int]  # a plain starting count
+    add: int  # largest amount added
+    sub: int  # largest amount taken away
+    times: int  # largest multiplier
+    max_value: int  # every running value stays in 1..max_value
+
+
+# "standard": 2-3 digit running values (SmolLM2-135M gets 1-2 of 50 right).
+# "small": sums and products a 135M model can compute (operands <= 9, values <= 50), so what is left to
+# learn is the structure: which quantity, which operation, and when to stop (docs/results.md).
+NUMBER_SCALES = {
+    "standard": _NumberScale((2, 9), (3, 12), (8, 60), 40, 40, 4, MAX_VALUE),
+    "small": _NumberScale((2, 5), (2, 5), (3, 15), 9, 9, 3, 50),
+}
 
 _NAMES = {
     "she": ["Mia", "Emma", "Ava", "Sofia", "Lena", "Zoe", "Nora", "Priya", "Aisha", "Chloe", "Hana", "Rosa"],
@@ -92,7 +114,8 @@ def _times_clause(rng: random.Random, k: int, pron: str, obj: str) -> tuple[str,
     return f"ends up with {k} times as many {obj}", f"With {k} times as many"
 
 
-def _make_problem(rng: random.Random, style: str = "prose", ops: tuple[int, int] = (MIN_OPS, MAX_OPS)) -> tuple[str, list[str], int]:
+def _make_problem(rng: random.Random, style: str = "prose", ops: tuple[int, int] = (MIN_OPS, MAX_OPS),
+                  scale: _NumberScale = NUMBER_SCALES["standard"]) -> tuple[str, list[str], int]:
     """Draw one problem; return (problem text, steps, answer). The style changes only how steps are written."""
     terse = style == "equations"
     scene = rng.choice(_SCENES)
@@ -106,31 +129,31 @@ def _make_problem(rng: random.Random, style: str = "prose", ops: tuple[int, int]
     # Half the problems start with "a containers with b each", which is already the first operation.
     if rng.random() < 0.5:
         container = rng.choice(scene.containers)
-        a, b = rng.randint(2, 9), rng.randint(3, 12)
+        a, b = rng.randint(*scale.box_count), rng.randint(*scale.box_size)
         value = a * b
         intro = f"{name} has {a} {container} with {b} {obj} in each."
         steps.append(f"{a} * {b} = {value}" if terse else f"{name} starts with {a} * {b} = {value} {obj}.")
     else:
-        value = rng.randint(8, 60)
+        value = rng.randint(*scale.start)
         intro = f"{name} has {value} {obj}."
 
     while len(steps) < num_ops:
         op = rng.choice(("+", "-", "*"))
         if op == "*":
-            k = rng.randint(2, 4)
-            if value * k > MAX_VALUE:
+            k = rng.randint(2, scale.times)
+            if value * k > scale.max_value:
                 continue
             clause, lead = _times_clause(rng, k, pron, obj)
             new = value * k
         elif op == "-":
             if value < 3:
                 continue
-            k = rng.randint(2, min(value - 1, 40))  # k >= 2 keeps "k {obj}" plural
+            k = rng.randint(2, min(value - 1, scale.sub))  # k >= 2 keeps "k {obj}" plural
             clause, lead = rng.choice(scene.sub)
             new = value - k
         else:
-            k = rng.randint(2, 40)
-            if value + k > MAX_VALUE:
+            k = rng.randint(2, scale.add)
+            if value + k > scale.max_value:
                 continue
             clause, lead = rng.choice(scene.add)
             new = value + k
@@ -161,7 +184,7 @@ def _join_clauses(pron: str, clauses: list[str]) -> str:
 
 
 def _generate(rng: random.Random, n: int, split: str, exclude: set[str], style: str,
-              ops: tuple[int, int]) -> list[dict[str, Any]]:
+              ops: tuple[int, int], scale: _NumberScale) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen = set(exclude)
     width = max(4, len(str(n)))
@@ -170,7 +193,7 @@ def _generate(rng: random.Random, n: int, split: str, exclude: set[str], style: 
         attempts += 1
         if attempts > 50 * n + 1000:
             raise ValueError(f"could not draw {n} distinct demo problems for the {split} split")
-        problem, steps, answer = _make_problem(rng, style, ops)
+        problem, steps, answer = _make_problem(rng, style, ops, scale)
         if problem in seen:
             continue
         seen.add(problem)
@@ -188,12 +211,17 @@ def _generate(rng: random.Random, n: int, split: str, exclude: set[str], style: 
 
 
 def make_demo_task(n_train: int = 400, n_test: int = 100, seed: int = 0, style: str = "prose",
-                   min_ops: int = MIN_OPS, max_ops: int = MAX_OPS) -> tuple[list[dict], list[dict]]:
+                   min_ops: int = MIN_OPS, max_ops: int = MAX_OPS,
+                   numbers: str = "standard") -> tuple[list[dict], list[dict]]:
     """Return (train rows, test rows) in the trajectory format; deterministic for a seed.
 
     ``min_ops``/``max_ops`` set the range of steps per problem (default 2-4); 1-step problems make a
-    mixed-difficulty stream, e.g. for routing (docs/routing.md).
+    mixed-difficulty stream, e.g. for routing (docs/routing.md). ``numbers`` picks a key of
+    ``NUMBER_SCALES``: "standard" (values up to 999) or "small" (operands <= 9, values <= 50).
     """
+    if numbers not in NUMBER_SCALES:
+        raise ValueError(f"numbers must be one of {', '.join(NUMBER_SCALES)}, got {numbers!r}")
+    scale = NUMBER_SCALES[numbers]
     if n_train < 0 or n_test < 0:
         raise ValueError("n_train and n_test must be >= 0")
     if not 1 <= min_ops <= max_ops:
@@ -202,10 +230,9 @@ def make_demo_task(n_train: int = 400, n_test: int = 100, seed: int = 0, style: 
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     # Separate streams: the test split must not change when n_train does.
-    test = _generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n_test, "test", set(), style, ops)
-    train = _generate(
-        random.Random(f"srl-rlvr-demo-train-{seed}"), n_train, "train", {row["problem"] for row in test}, style, ops
-    )
+    test = _generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n_test, "test", set(), style, ops, scale)
+    train = _generate(random.Random(f"srl-rlvr-demo-train-{seed}"), n_train, "train",
+                      {row["problem"] for row in test}, style, ops, scale)
     return train, test
 
 
@@ -218,11 +245,12 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, seed: int = 0,
-                    style: str = "prose", min_ops: int = MIN_OPS, max_ops: int = MAX_OPS) -> dict[str, Any]:
+                    style: str = "prose", min_ops: int = MIN_OPS, max_ops: int = MAX_OPS,
+                    numbers: str = "standard") -> dict[str, Any]:
     """Write ``out_dir/train.jsonl`` and ``out_dir/test.jsonl``; return their paths and row counts."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train, test = make_demo_task(n_train, n_test, seed, style, min_ops, max_ops)
+    train, test = make_demo_task(n_train, n_test, seed, style, min_ops, max_ops, numbers)
     paths = {"train": out / "train.jsonl", "test": out / "test.jsonl"}
     _write_jsonl(paths["train"], train)
     _write_jsonl(paths["test"], test)
@@ -233,4 +261,7 @@ def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, 
         "n_test": len(test),
         "seed": seed,
         "style": style,
+        "min_ops": min_ops,
+        "max_ops": max_ops,
+        "numbers": numbers,
     }

@@ -43,11 +43,14 @@ def solve_demo_problem(problem: str) -> tuple[int, list[str]] | None:
 
     >>> solve_demo_problem("Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more. How many pens does she have now?")[0]
     48
+    >>> solve_demo_problem("Kai has 2 crates with 3 apples in each. How many apples does he have now?")[0]
+    6
     >>> solve_demo_problem("What is the capital of France?") is None
     True
     """
     steps: list[str] = []
     intro = _INTRO_CONTAINERS.search(problem)
+    containers = intro is not None  # "a containers with b each" is an operation by itself
     if intro:
         a, b = int(intro[1]), int(intro[2])
         value = a * b
@@ -69,7 +72,7 @@ def solve_demo_problem(problem: str) -> tuple[int, list[str]] | None:
         found.setdefault(m.start(), ("*", int(m[1])))
     for m in _TIMES_VERB.finditer(rest):
         found.setdefault(m.start(), ("*", _TIMES_WORDS[m[1]]))
-    if not found:
+    if not found and not containers:
         return None
     for _, (op, k) in sorted(found.items()):
         new = value + k if op == "+" else value - k if op == "-" else value * k

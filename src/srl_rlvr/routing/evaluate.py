@@ -324,11 +324,13 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
     replay = ReplayCaller(recorded)
     cascade_rows = []
     for item in tqdm(items, desc="cascade", unit="item"):
-        try:
-            res = cascade.run(item.problem, replay, problem_id=item.id)
-        except KeyError as exc:
+        res = cascade.run(item.problem, replay, problem_id=item.id)
+        # The live cascade treats a failing tier as unsure and moves on; in a replay the only failure is a
+        # missing recording, and moving on would silently score the next tier instead.
+        if res.errors:
+            tier_name, reason = res.errors[0]
             raise UserInputError(f"cascade.k={cc.k} needs {cc.k} completions per item from every tier but the last; "
-                                 f"{exc.args[0]} (run the tier here, or `srl-rlvr eval --k {cc.k}`, or set cascade.k: 1)") from None
+                                 f"{reason} (run the tier here, or `srl-rlvr eval --k {cc.k}`, or set cascade.k: 1)")
         cascade_rows.append((item, res))
     cascade_correct = [_is_correct(r.completion, it.answer) for it, r in cascade_rows]
     cascade_metrics = {

@@ -304,10 +304,11 @@ def _write_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> None:
         if spec.demo is None:
             missing = "data.train" if spec.train is None else "data.test (the eval stage needs it)"
             raise UserInputError(f"{config.source or 'config'}: {missing} is not set, and there is no data.demo to generate")
-        write_demo_task(data_dir, n_train=spec.demo.n_train, n_test=spec.demo.n_test, seed=spec.demo.seed,
-                        style=spec.demo.style)
-        say(f"data: demo task, {spec.demo.n_train} train / {spec.demo.n_test} test problems "
-            f"(seed {spec.demo.seed}, {spec.demo.style} steps)")
+        demo = spec.demo
+        write_demo_task(data_dir, n_train=demo.n_train, n_test=demo.n_test, seed=demo.seed, style=demo.style,
+                        min_ops=demo.min_ops, max_ops=demo.max_ops, numbers=demo.numbers)
+        say(f"data: demo task, {demo.n_train} train / {demo.n_test} test problems (seed {demo.seed}, "
+            f"{demo.style} steps, {demo.min_ops}-{demo.max_ops} operations, {demo.numbers} numbers)")
     train_rows = _normalise(spec.train, spec.format, data_dir / "train.jsonl") if spec.train else _read(data_dir / "train.jsonl")
     if spec.test:
         _normalise(spec.test, spec.format, data_dir / "test.jsonl")
