@@ -1,6 +1,7 @@
 """The demo task: seeded multi-step arithmetic word problems with expert steps and an integer answer.
 
-Each problem takes 2-4 operations (+, -, *). Every expert step does one operation, written with ASCII
+Each problem takes 2-4 operations (+, -, *) by default (``min_ops``/``max_ops``; ``srl-rlvr demo`` uses 1-3 with
+``numbers="small"``: operands <= 9, values <= 50). Every expert step does one operation, written with ASCII
 operators as ``a op b = c`` plus the running value, and the last step ends with "The answer is N."::
 
     Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more.
