@@ -113,22 +113,13 @@ def test_wrong_keys_name_file_section_and_key(tmp_path, text, pattern):
         ("data: {demo: {n_train: 1.5}}\n", r"'data\.demo\.n_train' must be int"),
         ("eval: {k: [1]}\n", r"'eval\.k' must be int"),
         ("model: 3\n", r"'model' must be str"),
-    ],
-)
-def test_wrong_value_types_name_the_key(tmp_path, text, pattern):
-    with pytest.raises(UserInputError, match=pattern):
-        load_pipeline_config(write(tmp_path, text))
-
-
-@pytest.mark.parametrize(
-    ("text", "pattern"),
-    [
+        # wrong values, checked when the demo task's config is built
         ("data: {demo: {numbers: huge}}\n", r"data\.demo\.numbers must be one of standard, small, got 'huge'"),
         ("data: {demo: {min_ops: 3, max_ops: 2}}\n", r"data\.demo: need 1 <= min_ops <= max_ops, got 3 and 2"),
         ("data: {demo: {style: poem}}\n", r"data\.demo\.style must be one of prose, equations"),
     ],
 )
-def test_bad_demo_task_values_are_user_errors(tmp_path, text, pattern):
+def test_wrong_value_types_and_values_name_the_key(tmp_path, text, pattern):
     with pytest.raises(UserInputError, match=pattern):
         load_pipeline_config(write(tmp_path, text))
 

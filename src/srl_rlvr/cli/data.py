@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from srl_rlvr.data.demo import NUMBER_SCALES, STYLES
 from srl_rlvr.data.loaders.registry import LOADERS, load_source
 from srl_rlvr.data.srl import SRLBuildConfig, build_instances, trajectory_actions, write_jsonl
 from srl_rlvr.errors import UserInputError
@@ -27,11 +28,11 @@ def data_group() -> None:
 @click.option("--n-train", default=400, show_default=True)
 @click.option("--n-test", default=100, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--style", type=click.Choice(["prose", "equations"]), default="prose", show_default=True,
+@click.option("--style", type=click.Choice(STYLES), default="prose", show_default=True,
               help="Step wording: prose sentences, or one terse equation per step (same problems).")
 @click.option("--min-ops", default=2, show_default=True, help="Fewest steps per problem (1 adds one-step problems).")
 @click.option("--max-ops", default=4, show_default=True, help="Most steps per problem.")
-@click.option("--numbers", type=click.Choice(["standard", "small"]), default="standard", show_default=True,
+@click.option("--numbers", type=click.Choice(list(NUMBER_SCALES)), default="standard", show_default=True,
               help="standard: values up to 999; small: operands <= 9, values <= 50.")
 def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, min_ops: int, max_ops: int,
               numbers: str) -> None:

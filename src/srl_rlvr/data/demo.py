@@ -115,8 +115,7 @@ def _times_clause(rng: random.Random, k: int, pron: str, obj: str) -> tuple[str,
     return f"ends up with {k} times as many {obj}", f"With {k} times as many"
 
 
-def _make_problem(rng: random.Random, style: str = "prose", ops: tuple[int, int] = (MIN_OPS, MAX_OPS),
-                  scale: _NumberScale = NUMBER_SCALES["standard"]) -> tuple[str, list[str], int]:
+def _make_problem(rng: random.Random, style: str, ops: tuple[int, int], scale: _NumberScale) -> tuple[str, list[str], int]:
     """Draw one problem; return (problem text, steps, answer). The style changes only how steps are written."""
     terse = style == "equations"
     scene = rng.choice(_SCENES)

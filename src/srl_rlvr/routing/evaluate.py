@@ -328,7 +328,7 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
         # The live cascade treats a failing tier as unsure and moves on; in a replay the only failure is a
         # missing recording, and moving on would silently score the next tier instead.
         if res.errors:
-            tier_name, reason = res.errors[0]
+            reason = res.errors[0][1]  # (tier, reason); the reason names the tier
             raise UserInputError(f"cascade.k={cc.k} needs {cc.k} completions per item from every tier but the last; "
                                  f"{reason} (run the tier here, or `srl-rlvr eval --k {cc.k}`, or set cascade.k: 1)")
         cascade_rows.append((item, res))
