@@ -43,6 +43,9 @@ from srl_rlvr.errors import UserInputError
 TIERS_DIR = Path(__file__).parent / "tiers"
 PIPELINE_STAGES = ("srl", "rlvr", "sft", "eval")
 EVAL_MODEL_LABELS = ("base", "srl", "srl_rlvr", "sft")
+# Eval sets a pipeline can score: the published test split, the dev split that recipe search reads
+# (never test), and the transfer split phrased unlike anything trained on (srl_rlvr.data.demo).
+EVAL_SETS = ("test", "dev", "transfer")
 EMBEDDED_DEFAULT = "smollm2-135m"  # same as models.provision.EMBEDDED_DEFAULT, without importing torch
 OVERRIDES_SOURCE = "--set"
 # Keys the pipeline sets itself; a YAML value would be silently overwritten, so it is an error instead.
@@ -55,6 +58,8 @@ _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # PyYAML r
 class DemoDataConfig:
     n_train: int = 400
     n_test: int = 100
+    n_dev: int = 100
+    n_transfer: int = 100
     seed: int = 0
     style: str = "prose"  # or "equations": terse one-equation steps (srl_rlvr.data.demo)
     min_ops: int = 2  # steps per problem
@@ -76,6 +81,8 @@ class DemoDataConfig:
 class DataConfig:
     train: str | None = None
     test: str | None = None
+    dev: str | None = None  # tuning split (eval.sets: [dev]); the demo writes one
+    transfer: str | None = None  # differently phrased held-out problems; the demo writes one
     format: str = "auto"
     demo: DemoDataConfig | None = None
 
@@ -89,9 +96,11 @@ class TrackingConfig:
 
 @dataclass
 class EvalSection:
-    """``models`` picks what to evaluate; ``settings`` are EvalConfig fields."""
+    """``models`` picks what to evaluate, ``sets`` on which data (the first is the headline set);
+    ``settings`` are EvalConfig fields."""
 
     models: list[str] = field(default_factory=lambda: ["base", "srl", "srl_rlvr"])
+    sets: list[str] = field(default_factory=lambda: ["test"])
     settings: dict[str, Any] = field(default_factory=dict)
 
     def eval_config(self) -> Any:
@@ -191,6 +200,7 @@ def _section_schema(section: str) -> dict[str, Any]:
     schema = _hints(_stage_class(section))
     if section == "eval":
         schema["models"] = list[str]
+        schema["sets"] = list[str]
     return schema
 
 
@@ -314,6 +324,13 @@ def check_source(raw: Any, where: str) -> dict[str, Any]:
     for label in ((raw.get("eval") or {}).get("models")) or []:
         if label not in EVAL_MODEL_LABELS:
             raise _unknown_stage(where, "eval.models", label, EVAL_MODEL_LABELS)
+    sets = (raw.get("eval") or {}).get("sets")
+    if sets is not None:
+        if not sets or len(set(sets)) != len(sets):
+            raise UserInputError(f"{where}: 'eval.sets' must list at least one set, each once; got {sets}")
+        for name in sets:
+            if name not in EVAL_SETS:
+                raise _unknown_stage(where, "eval.sets", name, EVAL_SETS)
     return raw
 
 
@@ -333,7 +350,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Make the file's relative paths absolute against its own folder (in place)."""
     data = raw.get("data")
     if isinstance(data, dict):
-        for key in ("train", "test"):
+        for key in ("train", "test", "dev", "transfer"):
             if isinstance(data.get(key), str) and data[key] != "champ":  # "champ" names the packaged data set
                 data[key] = _resolve(data[key], base)
     model = raw.get("model")
@@ -454,6 +471,7 @@ def _from_dict(raw: dict[str, Any], source: str | None) -> PipelineConfig:
     demo = data.pop("demo", None)
     eval_raw = dict(raw.get("eval") or {})
     models = eval_raw.pop("models", None)
+    sets = eval_raw.pop("sets", None)
     stages = raw.get("stages")
     where = source or OVERRIDES_SOURCE
     if stages is not None and len(set(stages)) != len(stages):
@@ -467,7 +485,8 @@ def _from_dict(raw: dict[str, Any], source: str | None) -> PipelineConfig:
         rlvr=dict(raw.get("rlvr") or {}),
         sft=dict(raw.get("sft") or {}),
         lora=dict(raw["lora"]) if raw.get("lora") else None,
-        eval=EvalSection(models=list(models) if models is not None else EvalSection().models, settings=eval_raw),
+        eval=EvalSection(models=list(models) if models is not None else EvalSection().models,
+                         sets=list(sets) if sets is not None else EvalSection().sets, settings=eval_raw),
         tracking=TrackingConfig(**(raw.get("tracking") or {})),
         hardware=dict(raw.get("hardware") or {}),
         throughput=dict(raw.get("throughput") or {}),

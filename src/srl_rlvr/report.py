@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from srl_rlvr.eval import summary
+
 WINDOW = 10
 TRAINING_STAGES = ("srl", "rlvr", "sft")
 STAGE_TITLES = {"srl": "SRL", "rlvr": "RLVR", "sft": "SFT"}
@@ -76,15 +78,25 @@ def collect(out_dir: Path, config: Any, timings: dict[str, float]) -> dict[str, 
             continue
         manifest = _read_json(out_dir / stage / "final" / "srl_rlvr_stage.json") or {}
         stages[stage] = stage_summary(stage, history, manifest.get("global_step"))
-    evals: dict[str, Any] = {}
-    for label in config.eval.models:
-        metrics = _read_json(out_dir / "eval" / label / "metrics.json")
-        if metrics is not None:
-            evals[label] = metrics
+    evals: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, Any] = {}
+    for set_name in config.eval.sets:
+        found = {label: m for label in config.eval.models
+                 if (m := _read_json(out_dir / "eval" / set_name / label / "metrics.json")) is not None}
+        if not found:
+            continue
+        evals[set_name] = found
+        data = out_dir / "data" / f"{set_name}.jsonl"
+        if data.is_file():
+            summaries[set_name] = summary.set_summary(
+                {label: [out_dir / "eval" / set_name / label / "predictions.jsonl"] for label in found}, data)
+    headline = next(iter(evals.values()), {})
     return {
         "stages": stages,
-        "accuracy": {label: m.get("greedy_accuracy") for label, m in evals.items()},
+        "headline_set": next(iter(evals), None),
+        "accuracy": {label: m.get("greedy_accuracy") for label, m in headline.items()},
         "eval": evals,
+        "eval_summary": summaries,
         "config": config.to_dict(),
         "timings_s": dict(timings),
     }
@@ -109,18 +121,32 @@ def plot_reward_curves(stages: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def plot_accuracy(accuracy: dict[str, float | None], path: Path) -> bool:
+def plot_accuracy(summaries: dict[str, Any], path: Path) -> bool:
+    """Accuracy per model with its 95% interval, one group of bars per eval set."""
     plt = _pyplot()
-    if plt is None or not accuracy:
+    if plt is None or not summaries:
         return False
-    labels = list(accuracy)
-    values = [accuracy[k] or 0.0 for k in labels]
-    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.5))
-    bars = ax.bar(labels, values, color="#4c72b0")
-    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values])
-    ax.set_ylim(0, max(1.0, max(values) * 1.15))
-    ax.set_ylabel("greedy accuracy (test)")
-    ax.set_title("Accuracy by model")
+    sets = list(summaries)
+    labels = list(dict.fromkeys(label for s in summaries.values() for label in s["models"]))
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(2.2 * len(sets) + 2.5, 3.8))
+    for j, label in enumerate(labels):
+        xs, ys, errs = [], [], [[], []]
+        for i, set_name in enumerate(sets):
+            m = summaries[set_name]["models"].get(label)
+            if m is None:
+                continue
+            xs.append(i + (j - (len(labels) - 1) / 2) * width)
+            ys.append(m["accuracy"])
+            errs[0].append(m["accuracy"] - m["ci"][0])
+            errs[1].append(m["ci"][1] - m["accuracy"])
+        bars = ax.bar(xs, ys, width=width, yerr=errs, capsize=3, label=label)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in ys], fontsize=8, padding=2)
+    ax.set_xticks(range(len(sets)), [f"{s} (n={summaries[s]['n']})" for s in sets])
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel("greedy accuracy (95% interval)")
+    ax.set_title("Accuracy by model and eval set")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -165,14 +191,8 @@ def render_markdown(report: dict[str, Any], command: str, plots: dict[str, bool]
         if stage == "srl" and s["format_ok_first10"] is None:
             lines.append("Format-OK rate: not logged by the trainer (needs the 0-weight `srl_format_ok` reward).")
         lines.append("")
-    if report["eval"]:
-        lines += ["## Accuracy (test split)", "", "| model | greedy accuracy | avg@k | pass@k | format rate | mean length | n | k |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, m in report["eval"].items():
-            lines.append(f"| {label} | {_fmt(m.get('greedy_accuracy'), True)} | {_fmt(m.get('avg_at_k'), True)} | "
-                         f"{_fmt(m.get('pass_at_k'), True)} | {_fmt(m.get('format_rate'), True)} | "
-                         f"{_num(m.get('mean_length'))} | {m.get('n', 'n/a')} | {m.get('k', 'n/a')} |")
-        lines.append("")
+    for set_name, evals in report["eval"].items():
+        lines += eval_section(set_name, evals, report.get("eval_summary", {}).get(set_name))
     if plots.get("reward_curves"):
         lines += ["![reward per step](reward_curves.png)", ""]
     if plots.get("accuracy"):
@@ -182,6 +202,45 @@ def render_markdown(report: dict[str, Any], command: str, plots: dict[str, bool]
     lines += ["## Timings", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.1f} |" for name, secs in report["timings_s"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _ci(m: dict[str, Any]) -> str:
+    return f"{m['accuracy']:.1%} [{m['ci'][0]:.1%}, {m['ci'][1]:.1%}]"
+
+
+def eval_section(set_name: str, evals: dict[str, Any], summ: dict[str, Any] | None) -> list[str]:
+    """report.md's tables for one eval set: metrics, accuracy by number of steps, paired comparisons."""
+    lines = [f"## Accuracy ({set_name} set)", "",
+             "| model | greedy accuracy [95% CI] | avg@k | pass@k | format rate | mean length | n | k |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, m in evals.items():
+        acc = _ci(summ["models"][label]) if summ and label in summ["models"] else _fmt(m.get("greedy_accuracy"), True)
+        lines.append(f"| {label} | {acc} | {_fmt(m.get('avg_at_k'), True)} | "
+                     f"{_fmt(m.get('pass_at_k'), True)} | {_fmt(m.get('format_rate'), True)} | "
+                     f"{_num(m.get('mean_length'))} | {m.get('n', 'n/a')} | {m.get('k', 'n/a')} |")
+    lines.append("")
+    if not summ:
+        return lines
+    groups = list(next(iter(summ["models"].values()))["by_steps"])
+    lines += ["By number of solution steps (accuracy [95% CI], n):", "",
+              "| model | " + " | ".join(f"{g} step(s)" for g in groups) + " |", "|---|" + "---|" * len(groups)]
+    for label, m in summ["models"].items():
+        cells = [f"{_ci(m['by_steps'][g])}, n={m['by_steps'][g]['n']}" if g in m["by_steps"] else "n/a" for g in groups]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if summ["comparisons"]:
+        lines += ["Paired comparisons on the same problems (difference in accuracy, bootstrap 95% CI over problems; "
+                  "one-sided sign-flip p, which equals exact McNemar for one seed):", "",
+                  "| comparison | all: diff [95% CI], p | 2+ steps: diff [95% CI], p |", "|---|---|---|"]
+        multi = summ["comparisons_by_steps"].get("2+", {})
+        for name, c in summ["comparisons"].items():
+            m = multi.get(name)
+            cell = f"{c['mean_diff']:+.1%} [{c['ci'][0]:+.1%}, {c['ci'][1]:+.1%}], p={c['p_one_sided']:.3g}"
+            mcell = (f"{m['mean_diff']:+.1%} [{m['ci'][0]:+.1%}, {m['ci'][1]:+.1%}], p={m['p_one_sided']:.3g}"
+                     if m else "n/a")
+            lines.append(f"| {name.replace('_vs_', ' vs ')} | {cell} | {mcell} |")
+        lines.append("")
+    return lines
 
 
 def _num(value: Any) -> str:
@@ -196,7 +255,7 @@ def write_report(out_dir: str | Path, config: Any, timings: dict[str, float], co
     report["models"] = dict(models or {})
     report["command"] = command
     plots = {"reward_curves": plot_reward_curves(report["stages"], out / "reward_curves.png"),
-             "accuracy": plot_accuracy(report["accuracy"], out / "accuracy.png")}
+             "accuracy": plot_accuracy(report["eval_summary"], out / "accuracy.png")}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     (out / "report.md").write_text(render_markdown(report, command, plots), encoding="utf-8")
     return report

@@ -16,6 +16,12 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_build_and_inspect_demo_data(tmp_path):
     r = run_cli("data", "demo", "--out", str(tmp_path), "--n-train", "20", "--n-test", "5")
     assert r.returncode == 0, r.stderr
+    # Four splits; dev and transfer default to 100 problems each, and every file is printed.
+    counts = {"train": 20, "dev": 100, "test": 5, "transfer": 100}
+    assert "wrote 20 train, 100 dev, 5 test and 100 transfer problems" in r.stdout
+    for name, n in counts.items():
+        assert f"{tmp_path / (name + '.jsonl')}  ({n} problems)" in r.stdout
+        assert len((tmp_path / f"{name}.jsonl").read_text().splitlines()) == n
     train = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
     expected = sum(len(t["steps"]) for t in train)
     out = tmp_path / "srl.jsonl"
@@ -27,6 +33,20 @@ def test_build_and_inspect_demo_data(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "20 valid trajectories" in r.stdout and f"{expected} SRL instances" in r.stdout
     assert "step length" in r.stdout
+
+
+def test_demo_split_sizes(tmp_path):
+    r = run_cli("data", "demo", "--out", str(tmp_path), "--n-train", "6", "--n-dev", "4", "--n-test", "3",
+                "--n-transfer", "2", "--numbers", "small", "--min-ops", "1", "--max-ops", "3")
+    assert r.returncode == 0, r.stderr
+    rows = {name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("train", "dev", "test", "transfer")}
+    assert {name: len(v) for name, v in rows.items()} == {"train": 6, "dev": 4, "test": 3, "transfer": 2}
+    assert rows["dev"][0]["id"] == "demo-dev-0001" and rows["transfer"][0]["phrasing"] == "transfer"
+    problems = [r["problem"] for v in rows.values() for r in v]
+    assert len(set(problems)) == len(problems) == 15
+    r = run_cli("data", "demo", "--out", str(tmp_path / "x"), "--n-dev", "-1")
+    assert r.returncode == 2 and "--n-dev must be >= 0" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(

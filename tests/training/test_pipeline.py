@@ -34,11 +34,12 @@ def one_torch_thread():
 def tiny_config(model_dir: Path, **overrides):
     return load_pipeline_config(None, {
         "model": str(model_dir),
-        "data.demo": {"n_train": 8, "n_test": 4, "seed": 0},
+        "data.demo": {"n_train": 8, "n_test": 4, "n_dev": 3, "n_transfer": 4, "seed": 0},
         "stages": ["srl", "rlvr", "eval"],
         "srl": {**STAGE_ARGS, "reward_mode": "lenient"},
         "rlvr": STAGE_ARGS,
-        "eval": {"models": ["base", "srl", "srl_rlvr"], "max_new_tokens": 8, "batch_size": 4},
+        "eval": {"models": ["base", "srl", "srl_rlvr"], "sets": ["test", "transfer"], "max_new_tokens": 8,
+                 "batch_size": 4},
         "tracking.mlflow": False,
         **overrides,
     })
@@ -83,7 +84,15 @@ def test_report_has_the_promised_keys_and_types(finished_run):
         assert "format_ok_first10" in s and "format_ok_last10" in s
     assert set(report["accuracy"]) == {"base", "srl", "srl_rlvr"}
     assert all(isinstance(a, float) and 0.0 <= a <= 1.0 for a in report["accuracy"].values())
-    assert report["eval"]["srl"]["n"] == 4
+    assert set(report["eval"]) == {"test", "transfer"} and report["headline_set"] == "test"
+    assert report["eval"]["test"]["srl"]["n"] == 4 and report["eval"]["transfer"]["srl"]["n"] == 4
+    for set_name in ("test", "transfer"):
+        summ = report["eval_summary"][set_name]
+        assert summ["n"] == 4 and set(summ["models"]) == {"base", "srl", "srl_rlvr"}
+        for m in summ["models"].values():
+            assert m["ci"][0] <= m["accuracy"] <= m["ci"][1] and sum(g["n"] for g in m["by_steps"].values()) == 4
+        assert set(summ["comparisons"]) == {"srl_rlvr_vs_base", "srl_rlvr_vs_srl", "srl_vs_base"}
+        assert all(0.0 <= c["p_one_sided"] <= 1.0 for c in summ["comparisons"].values())
     assert report["config"]["stages"] == ["srl", "rlvr", "eval"]
     assert set(report["timings_s"]) >= {"data", "srl", "rlvr", "eval"}
     md = (out / "report.md").read_text()
@@ -92,7 +101,9 @@ def test_report_has_the_promised_keys_and_types(finished_run):
     for stage in ("srl", "rlvr"):
         done = json.loads((out / stage / DONE).read_text())
         assert done["global_step"] == 2 and done["config_hash"] and done["finished_at"]
-    assert {p.name for p in (out / "data").iterdir()} >= {"train.jsonl", "test.jsonl", "srl_train.jsonl"}
+    assert {p.name for p in (out / "data").iterdir()} >= {"train.jsonl", "test.jsonl", "dev.jsonl", "transfer.jsonl",
+                                                         "srl_train.jsonl"}
+    assert "## Accuracy (transfer set)" in md and "95% CI" in md and "srl_rlvr vs base" in md
 
 
 def test_published_models_load(finished_run):
@@ -114,7 +125,7 @@ def test_rerun_skips_every_stage(tiny_model_dir, run_copy, monkeypatch, capsys):
     monkeypatch.setattr(harness, "evaluate", Spy(fail=True))
     report = run_pipeline(tiny_config(tiny_model_dir), run_copy)
     printed = capsys.readouterr().out
-    assert "skip srl: done" in printed and "skip rlvr: done" in printed and "skip eval srl_rlvr: done" in printed
+    assert "skip srl: done" in printed and "skip rlvr: done" in printed and "skip eval srl_rlvr on transfer: done" in printed
     assert report["stages"]["rlvr"]["global_step"] == 2  # the report is rebuilt from what is on disk
 
 
@@ -127,7 +138,7 @@ def test_changed_rlvr_config_reruns_only_rlvr_and_its_eval(tiny_model_dir, run_c
     monkeypatch.setattr(harness, "evaluate", eval_spy)
     report = run_pipeline(tiny_config(tiny_model_dir, **{"rlvr": {**STAGE_ARGS, "max_steps": 3}}), run_copy)
     assert len(rlvr_spy.calls) == 1
-    assert [str(c[0]) for c in eval_spy.calls] == [str(run_copy / "rlvr" / "final")]  # only srl_rlvr re-evaluated
+    assert [str(c[0]) for c in eval_spy.calls] == [str(run_copy / "rlvr" / "final")] * 2  # only srl_rlvr, on both sets
     assert "rerun rlvr: rlvr.max_steps: 2 -> 3" in capsys.readouterr().out
     assert report["stages"]["rlvr"]["global_step"] == 3 and report["stages"]["srl"]["global_step"] == 2
 

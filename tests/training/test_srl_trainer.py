@@ -51,10 +51,10 @@ def test_flat_groups_are_dropped_and_refilled(tiny_model_dir, srl_dataset, grpo_
     rounds = trainer.state.log_history[0]["dynamic_sampling/rounds"]
     assert rounds > 1, "half the groups were flat, so a refill round must have run"
     n_rows = batch["advantages"].numel()
-    assert n_rows == args.per_device_train_batch_size
+    short = trainer.state.log_history[0]["dynamic_sampling/short_of_target"]
+    assert n_rows == round(args.per_device_train_batch_size * (1 - short))  # never topped up with flat groups
     informative = (batch["advantages"].abs() > 0).sum().item()
-    filled = trainer.state.log_history[0]["dynamic_sampling/filled_uninformative"]
-    assert informative >= round(n_rows * (1 - filled)) - 1
+    assert informative >= n_rows - 1  # an informative group may still hold one row at its mean
 
 
 def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):

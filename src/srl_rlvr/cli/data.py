@@ -24,9 +24,13 @@ def data_group() -> None:
 
 
 @data_group.command("demo")
-@click.option("--out", "out_dir", default="data/demo", show_default=True, help="Folder for train.jsonl and test.jsonl.")
+@click.option("--out", "out_dir", default="data/demo", show_default=True,
+              help="Folder for train.jsonl, dev.jsonl, test.jsonl and transfer.jsonl.")
 @click.option("--n-train", default=400, show_default=True)
-@click.option("--n-test", default=100, show_default=True)
+@click.option("--n-dev", default=100, show_default=True, help="Problems for tuning (choose recipes and settings on these).")
+@click.option("--n-test", default=100, show_default=True, help="Held-out problems to publish; never tune on them.")
+@click.option("--n-transfer", default=100, show_default=True,
+              help="Same arithmetic in a phrasing family that no split trains on.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--style", type=click.Choice(STYLES), default="prose", show_default=True,
               help="Step wording: prose sentences, or one terse equation per step (same problems).")
@@ -34,21 +38,28 @@ def data_group() -> None:
 @click.option("--max-ops", default=4, show_default=True, help="Most steps per problem.")
 @click.option("--numbers", type=click.Choice(list(NUMBER_SCALES)), default="standard", show_default=True,
               help="standard: values up to 999; small: operands <= 9, values <= 50.")
-def demo_data(out_dir: str, n_train: int, n_test: int, seed: int, style: str, min_ops: int, max_ops: int,
-              numbers: str) -> None:
-    """Write the seeded multi-step arithmetic demo task (train and test splits).
+def demo_data(out_dir: str, n_train: int, n_dev: int, n_test: int, n_transfer: int, seed: int, style: str,
+              min_ops: int, max_ops: int, numbers: str) -> None:
+    """Write the seeded multi-step arithmetic demo task: train, dev (tune on it), test (publish it, never tune
+    on it) and transfer (the same arithmetic in wording no split trains on), sharing no problem text.
 
     \b
     Example:
-      srl-rlvr data demo --out data/demo --n-train 400 --n-test 100 --seed 0
+      srl-rlvr data demo --out data/demo --n-train 400 --n-dev 100 --n-test 100 --n-transfer 100 --seed 0
     """
-    from srl_rlvr.data.demo import write_demo_task
+    from srl_rlvr.data.demo import SPLITS, write_demo_task
 
     if not 1 <= min_ops <= max_ops:
         raise UserInputError(f"need 1 <= --min-ops <= --max-ops, got {min_ops} and {max_ops}")
+    negative = [f"--n-{name}" for name, n in zip(SPLITS, (n_train, n_dev, n_test, n_transfer)) if n < 0]
+    if negative:
+        raise UserInputError(f"{', '.join(negative)} must be >= 0")
     info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed, style=style, min_ops=min_ops,
-                           max_ops=max_ops, numbers=numbers)
-    click.echo(f"wrote {info['n_train']} train and {info['n_test']} test problems to {out_dir}")
+                           max_ops=max_ops, numbers=numbers, n_dev=n_dev, n_transfer=n_transfer)
+    click.echo(f"wrote {info['n_train']} train, {info['n_dev']} dev, {info['n_test']} test and "
+               f"{info['n_transfer']} transfer problems to {out_dir}:")
+    for name in SPLITS:
+        click.echo(f"  {info[name]}  ({info['n_' + name]} problems)")
 
 
 @data_group.command("build")

@@ -28,7 +28,10 @@ def split_stage_list(value: str | None) -> list[str] | None:
 @click.option("--only", default=None, metavar="STAGES", help="Comma-separated stages to run, e.g. srl,rlvr.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key (dotted, value parsed as YAML); repeatable.")
-def run_command(config_path: str, out_dir: str | None, resume: bool, only: str | None, overrides: tuple[str, ...]) -> None:
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="Train once per seed (OUT/seed-<s>) and report the mean and spread across seeds, e.g. 0,1,2.")
+def run_command(config_path: str, out_dir: str | None, resume: bool, only: str | None, overrides: tuple[str, ...],
+                seeds: str | None) -> None:
     """Run the stages of CONFIG.yaml (data, srl, rlvr, sft, eval), then write OUT/report.md.
 
     Finished stages are skipped on a rerun unless their config changed.
@@ -37,10 +40,18 @@ def run_command(config_path: str, out_dir: str | None, resume: bool, only: str |
     Example:
       srl-rlvr run configs/demo-cpu.yaml --out out/demo
       srl-rlvr run configs/demo-cpu.yaml --out out/demo --resume --only srl,rlvr --set srl.max_steps=5
+      srl-rlvr run configs/demo-cpu.yaml --out out/demo3 --seeds 0,1,2
     """
     from srl_rlvr.config import load_pipeline_config, parse_set_options
     from srl_rlvr.training.pipeline import run_pipeline
 
-    config = load_pipeline_config(config_path, parse_set_options(overrides))
+    options = parse_set_options(overrides)
     out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
+    if seeds is not None:
+        from srl_rlvr.training.seeds import parse_seeds, run_seeds, seed_overrides
+
+        run_seeds(lambda seed: load_pipeline_config(config_path, {**options, **seed_overrides(seed)}), out,
+                  parse_seeds(seeds), run_pipeline, invoked_command(), resume=resume, only=split_stage_list(only))
+        return
+    config = load_pipeline_config(config_path, options)
     run_pipeline(config, out, resume=resume, only=split_stage_list(only), command=invoked_command())

@@ -4,9 +4,10 @@
 
 Layout of OUT::
 
-    data/            train.jsonl, test.jsonl (trajectory format), srl_train.jsonl (SRL instances)
+    data/            train.jsonl, test.jsonl, dev.jsonl, transfer.jsonl (trajectory format; the demo writes all
+                     four, other data the ones configured), srl_train.jsonl (SRL instances)
     srl/ rlvr/ sft/  checkpoint-*/, final/ (loadable model + srl_rlvr_stage.json), log_history.json, _DONE.json
-    eval/<label>/    metrics.json, predictions.jsonl, _DONE.json     (label: base, srl, srl_rlvr, sft)
+    eval/<set>/<label>/  metrics.json, predictions.jsonl, _DONE.json  (set: eval.sets; label: base, srl, srl_rlvr, sft)
     models/          srl/, srl_rlvr/: copies of the finals (hard links where the filesystem allows)
     report.json, report.md, reward_curves.png, accuracy.png, config.yaml (the merged config)
 
@@ -34,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from srl_rlvr.config import PipelineConfig
+from srl_rlvr.config import EVAL_SETS, PipelineConfig
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.training.stages import FINAL, MANIFEST, train_rlvr, train_srl
 
@@ -275,6 +276,13 @@ class DataFiles:
     test: Path | None
     srl_train: Path
     digests: dict[str, str] = field(default_factory=dict)
+    eval_sets: dict[str, Path] = field(default_factory=dict)  # test / dev / transfer: the ones written
+
+    def eval_set(self, name: str) -> Path:
+        if name not in self.eval_sets:
+            raise UserInputError(f"eval.sets names '{name}', but there is no {name} split "
+                                 f"(set data.{name}, or use data.demo, which writes dev, test and transfer)")
+        return self.eval_sets[name]
 
 
 def prepare_data(config: PipelineConfig, out_dir: Path, need_test: bool, ranks: Ranks = SINGLE) -> DataFiles:
@@ -287,9 +295,9 @@ def prepare_data(config: PipelineConfig, out_dir: Path, need_test: bool, ranks: 
 
 def data_files(out_dir: Path) -> DataFiles:
     data_dir = out_dir / "data"
-    test = data_dir / "test.jsonl"
-    files = DataFiles(data_dir / "train.jsonl", test if test.is_file() else None, data_dir / "srl_train.jsonl")
-    files.digests = {p.name: file_digest(p) for p in (files.train, files.test, files.srl_train) if p is not None}
+    sets = {name: data_dir / f"{name}.jsonl" for name in EVAL_SETS if (data_dir / f"{name}.jsonl").is_file()}
+    files = DataFiles(data_dir / "train.jsonl", sets.get("test"), data_dir / "srl_train.jsonl", eval_sets=sets)
+    files.digests = {p.name: file_digest(p) for p in (files.train, files.srl_train, *sets.values())}
     return files
 
 
@@ -306,12 +314,15 @@ def _write_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> None:
             raise UserInputError(f"{config.source or 'config'}: {missing} is not set, and there is no data.demo to generate")
         demo = spec.demo
         write_demo_task(data_dir, n_train=demo.n_train, n_test=demo.n_test, seed=demo.seed, style=demo.style,
-                        min_ops=demo.min_ops, max_ops=demo.max_ops, numbers=demo.numbers)
-        say(f"data: demo task, {demo.n_train} train / {demo.n_test} test problems (seed {demo.seed}, "
-            f"{demo.style} steps, {demo.min_ops}-{demo.max_ops} operations, {demo.numbers} numbers)")
+                        min_ops=demo.min_ops, max_ops=demo.max_ops, numbers=demo.numbers, n_dev=demo.n_dev,
+                        n_transfer=demo.n_transfer)
+        say(f"data: demo task, {demo.n_train} train / {demo.n_dev} dev / {demo.n_test} test / {demo.n_transfer} "
+            f"transfer problems (seed {demo.seed}, {demo.style} steps, {demo.min_ops}-{demo.max_ops} operations, "
+            f"{demo.numbers} numbers)")
     train_rows = _normalise(spec.train, spec.format, data_dir / "train.jsonl") if spec.train else _read(data_dir / "train.jsonl")
-    if spec.test:
-        _normalise(spec.test, spec.format, data_dir / "test.jsonl")
+    for name in EVAL_SETS:
+        if getattr(spec, name):
+            _normalise(getattr(spec, name), spec.format, data_dir / f"{name}.jsonl")
     result = build_instances(train_rows)
     if not result.instances:
         raise UserInputError(f"{spec.train or 'demo data'}: no SRL instances could be built from the training trajectories")
@@ -416,32 +427,41 @@ def eval_model_path(config: PipelineConfig, out_dir: Path, label: str) -> str:
 
 
 def _run_eval(config: PipelineConfig, out_dir: Path, data: DataFiles, ranks: Ranks) -> StepOutcome:
-    """Evaluate each model on the test split, in the main process only (the others go on to the next stage)."""
+    """Evaluate each model on each eval set (OUT/eval/<set>/<label>), in the main process only."""
     from srl_rlvr.eval import harness
 
     if not ranks.is_main:
         return StepOutcome("eval", True, 0.0)
-    if data.test is None:
+    if data.test is None and "test" in config.eval.sets:
         raise UserInputError("the eval stage needs test data (data.test or data.demo)")
     eval_config = config.eval.eval_config()
     seconds, ran = 0.0, False
-    for label in config.eval.models:
-        model = eval_model_path(config, out_dir, label)
-        identity = config.model if label == "base" else _stage_done_hash(out_dir, MODEL_LABEL_STAGE[label])
-        payload = {"eval": config.eval.settings, "model": identity, "test": data.digests["test.jsonl"]}
-        target = out_dir / "eval" / label
+    for set_name in config.eval.sets:
+        path = data.eval_set(set_name)
+        for label in config.eval.models:
+            model = eval_model_path(config, out_dir, label)
+            identity = config.model if label == "base" else _stage_done_hash(out_dir, MODEL_LABEL_STAGE[label])
+            payload = {"eval": config.eval.settings, "model": identity, "data": data.digests[path.name]}
+            target = eval_dir(out_dir, set_name, label)
 
-        def work(_resuming: bool, model: str = model, target: Path = target, label: str = label) -> None:
-            say(f"eval {label}: {model}")
-            result = harness.evaluate(model, _read(data.test), eval_config)
-            harness.write_eval_outputs(result, target)
-            m = result.metrics
-            say(f"eval {label}: greedy accuracy {m.get('greedy_accuracy', float('nan')):.3f} on n={m.get('n')}")
+            def work(_resuming: bool, model: str = model, target: Path = target, label: str = label,
+                     path: Path = path, set_name: str = set_name) -> None:
+                say(f"eval {label} on {set_name}: {model}")
+                result = harness.evaluate(model, _read(path), eval_config)
+                harness.write_eval_outputs(result, target)
+                m = result.metrics
+                say(f"eval {label} on {set_name}: greedy accuracy {m.get('greedy_accuracy', float('nan')):.3f} "
+                    f"on n={m.get('n')}")
 
-        outcome = run_step(f"eval {label}", target, payload, work, artifact="metrics.json", resumable=False)
-        ran = ran or not outcome.skipped
-        seconds += outcome.seconds  # a skipped model counts the time its recorded run took
+            outcome = run_step(f"eval {label} on {set_name}", target, payload, work, artifact="metrics.json",
+                               resumable=False)
+            ran = ran or not outcome.skipped
+            seconds += outcome.seconds  # a skipped model counts the time its recorded run took
     return StepOutcome("eval", not ran, seconds)
+
+
+def eval_dir(out_dir: Path, set_name: str, label: str) -> Path:
+    return out_dir / "eval" / set_name / label
 
 
 # --- models ----------------------------------------------------------------------------------------------

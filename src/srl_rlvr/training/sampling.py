@@ -164,16 +164,23 @@ class DynamicSamplingMixin:
             generated += target
         pad_id = self.processing_class.pad_token_id if hasattr(self.processing_class, "pad_token_id") else 0
         merged = concat_rollouts([b for b in kept + dropped], pad_id)  # informative rows first
-        filled = max(0, target - n_kept)
-        merged = select_rows(merged, torch.arange(target))
+        short = max(0, target - n_kept)
+        if n_kept:
+            # The refill budget may run out: then the batch is smaller, never topped up with flat groups
+            # (zero advantage, but their tokens would still dilute the loss normaliser and, with beta > 0, add KL).
+            merged = select_rows(merged, torch.arange(min(n_kept, target)))
+        else:
+            # Nothing informative on this rank: one row with its mask zeroed, so the step trains on nothing.
+            merged = select_rows(merged, torch.arange(1))
+            merged["completion_mask"] = torch.zeros_like(merged["completion_mask"])
         # the loss normaliser must count only the tokens that are actually trained on
         mask = merged["completion_mask"] * merged["tool_mask"] if "tool_mask" in merged else merged["completion_mask"]
-        merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum().clamp(min=1)
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/informative_fraction"].append(first_fraction)
         metrics["dynamic_sampling/rounds"].append(float(rounds))
         metrics["dynamic_sampling/generated_per_kept"].append(generated / target)
-        metrics["dynamic_sampling/filled_uninformative"].append(self._global_mean(torch.tensor(filled / target)))
+        metrics["dynamic_sampling/short_of_target"].append(self._global_mean(torch.tensor(short / target)))
         return merged
 
     def _global_min(self, value: int) -> int:

@@ -1,0 +1,140 @@
+"""One pipeline config trained under several training seeds, and one report over all of them.
+
+    srl-rlvr run configs/demo-cpu.yaml --out out/demo3 --seeds 0,1,2
+
+Each seed is an ordinary pipeline run in ``OUT/seed-<s>`` with ``srl.seed``, ``rlvr.seed`` and
+``sft.seed`` set to ``s`` (the data, and so the eval sets, are the same for every seed). The base model's
+greedy eval does not depend on the training seed, so later seeds reuse the first seed's (hard links; its
+recorded config hash makes the run skip it). ``OUT/report.json`` then holds, per eval set, each model's
+mean accuracy over seeds with a bootstrap interval over problems, the spread across seeds, and paired
+tests on per-problem mean correctness (srl_rlvr.eval.summary).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from srl_rlvr.config import PipelineConfig
+from srl_rlvr.errors import UserInputError
+from srl_rlvr.eval import summary
+
+SEED_KEYS = ("srl.seed", "rlvr.seed", "sft.seed")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; a clear error for anything else.
+
+    >>> parse_seeds("0, 1,2")
+    [0, 1, 2]
+    """
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserInputError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserInputError(f"--seeds {text!r}: give at least one seed, each once")
+    return seeds
+
+
+def seed_overrides(seed: int) -> dict[str, Any]:
+    return {key: seed for key in SEED_KEYS}
+
+
+def _share_base_eval(first: Path, target: Path, sets: Sequence[str]) -> None:
+    """Hard-link the first seed's base-model evals into another seed's folder (same model, same data)."""
+    for set_name in sets:
+        src = first / "eval" / set_name / "base"
+        dst = target / "eval" / set_name / "base"
+        if src.is_dir() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src, dst, copy_function=_link)
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str | Path, seeds: Sequence[int],
+              run: Callable[..., dict[str, Any]], command: str, **run_kwargs: Any) -> dict[str, Any]:
+    """Run ``run(config, OUT/seed-<s>, ...)`` for every seed, then write OUT/report.json and report.md."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reports: dict[int, dict[str, Any]] = {}
+    first: Path | None = None
+    config = None
+    for seed in seeds:
+        config = make_config(seed)
+        seed_dir = out / f"seed-{seed}"
+        if first is not None and "base" in config.eval.models:
+            _share_base_eval(first, seed_dir, config.eval.sets)
+        reports[seed] = run(config, seed_dir, command=f"{command} (seed {seed})", **run_kwargs)
+        first = first or seed_dir
+    return write_seeds_report(out, config, seeds, reports, command)
+
+
+def seeds_summary(out: Path, config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
+    """Per eval set: summary.set_summary over every seed's predictions (base: the first seed's)."""
+    result: dict[str, Any] = {}
+    for set_name in config.eval.sets:
+        data = out / f"seed-{seeds[0]}" / "data" / f"{set_name}.jsonl"
+        if not data.is_file():
+            continue
+        preds: dict[str, list[Path]] = {}
+        for label in config.eval.models:
+            paths = [out / f"seed-{s}" / "eval" / set_name / label / "predictions.jsonl" for s in seeds]
+            paths = [p for p in paths if p.is_file()]
+            if label == "base":
+                paths = paths[:1]  # one eval: the training seed does not touch it
+            elif paths and len(paths) != len(seeds):
+                raise UserInputError(f"{label} on {set_name}: predictions for {len(paths)} of {len(seeds)} seeds")
+            if paths:
+                preds[label] = paths
+        if preds:
+            result[set_name] = summary.set_summary(preds, data)
+    return result
+
+
+def write_seeds_report(out: Path, config: PipelineConfig, seeds: Sequence[int], reports: dict[int, dict[str, Any]],
+                       command: str) -> dict[str, Any]:
+    from srl_rlvr import report as run_report
+
+    summaries = seeds_summary(out, config, seeds)
+    combined = {
+        "command": command,
+        "seeds": list(seeds),
+        "headline_set": next(iter(summaries), None),
+        "eval_summary": summaries,
+        "accuracy": {label: m["accuracy"] for label, m in (next(iter(summaries.values()), {}).get("models") or {}).items()},
+        "per_seed": {str(s): {"accuracy": r.get("accuracy"), "report": str(out / f"seed-{s}" / "report.json"),
+                              "stages": {k: {kk: v.get(kk) for kk in ("reward_first10", "reward_last10")}
+                                         for k, v in (r.get("stages") or {}).items()}}
+                     for s, r in reports.items()},
+        "config": config.to_dict(),
+    }
+    (out / "report.json").write_text(json.dumps(combined, indent=2, default=str), encoding="utf-8")
+    plotted = run_report.plot_accuracy(summaries, out / "accuracy.png")
+    lines = ["# srl-rlvr report over training seeds", "", "Produced by:", "", f"    {command}", "",
+             f"Seeds {', '.join(map(str, seeds))}; one run each in `seed-<s>/` (its own report.md). Accuracy is the "
+             "mean over seeds, its interval a bootstrap over problems; the base model is evaluated once.", ""]
+    for set_name, summ in summaries.items():
+        evals = {label: {"n": m["n"]} for label, m in summ["models"].items()}
+        lines += run_report.eval_section(set_name, evals, summ)
+        lines += ["Accuracy per seed:", "", "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |",
+                  "|---|" + "---|" * (len(seeds) + 2)]
+        for label, m in summ["models"].items():
+            vals = m["per_seed"]["values"]
+            cells = [f"{v:.1%}" for v in vals] if len(vals) == len(seeds) else [f"{vals[0]:.1%} (all)"] + [""] * (len(seeds) - 1)
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {m['per_seed']['mean']:.1%} | {m['per_seed']['std']:.1%} |")
+        lines.append("")
+    if plotted:
+        lines += ["![accuracy by model](accuracy.png)", ""]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return combined
