@@ -65,7 +65,7 @@ def test_all_six_arms_are_trained_evaluated_and_tabled(finished):
     assert list(result["arms"]) == list(ARMS)
     assert json.loads((out / "compare.json").read_text())["arms"].keys() == result["arms"].keys()
     for arm in result["arms"].values():
-        assert set(arm["eval"]) == {"test", "aime25", "champ"}
+        assert set(arm["eval"]) == {"test", "transfer", "aime25", "champ"}  # transfer: the demo data's own
         assert all(0.0 <= m["greedy_accuracy"] <= 1.0 for m in arm["eval"].values())
     assert result["arms"]["base"]["eval"]["test"]["n"] == 2 and result["arms"]["srl"]["eval"]["champ"]["n"] == 3
     md = (out / "compare.md").read_text()
@@ -162,7 +162,7 @@ def test_changed_rlvr_budget_reruns_only_rlvr_stages_and_their_evals(tiny_model_
     # their first stage (still S = 1) and rerun only RLVR.
     assert len(srl.calls) == 1 and len(sft.calls) == 1 and len(rlvr.calls) == 3
     assert {str(call[0][0]) for call in evaluated.calls} >= {str(out / "arms" / "srl_rlvr" / "rlvr" / "final")}
-    assert len(evaluated.calls) == 5 * 3  # every trained arm on 3 eval sets; base is skipped
+    assert len(evaluated.calls) == 5 * 4  # every trained arm on 4 eval sets (test, transfer, aime25, champ); base is skipped
     assert result["budget"]["steps_per_trained_arm"] == 3 and result["budget"]["equal"]
 
 

@@ -66,6 +66,7 @@ import yaml
 from srl_rlvr.compare_report import PLOTS, plot_accuracy, plot_reward_curves, render_markdown, render_table, update_docs
 from srl_rlvr.config import PipelineConfig
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.prompts import normalise_prefill
 from srl_rlvr.training.pipeline import (
     DONE,
     _link_or_copy,
@@ -234,13 +235,18 @@ class EvalSet:
     skipped: list[dict[str, Any]]
 
 
-def prepare_eval_sets(config: PipelineConfig, out: Path, test_file: Path, settings: CompareSettings) -> dict[str, EvalSet]:
-    """Write each eval set's scorable rows (after ``limit``) to OUT/data; say how many were skipped and why."""
+def prepare_eval_sets(config: PipelineConfig, out: Path, test_file: Path, settings: CompareSettings,
+                      transfer_file: Path | None = None) -> dict[str, EvalSet]:
+    """Write each eval set's scorable rows (after ``limit``) to OUT/data; say how many were skipped and why.
+    The data's transfer split (the demo writes one: problems phrased unlike training) is always one of them."""
     from srl_rlvr.data.srl import write_jsonl
     from srl_rlvr.eval.datasets import load_eval_items
 
     default_limit = config.eval.settings.get("limit")
-    sources = {settings.test_name: EvalSource(str(test_file))} | settings.eval_data
+    sources = {settings.test_name: EvalSource(str(test_file))}
+    if transfer_file is not None and "transfer" not in settings.eval_data:
+        sources["transfer"] = EvalSource(str(transfer_file))
+    sources |= settings.eval_data
     sets = {}
     for name, spec in sources.items():
         items = load_eval_items(spec.source, fmt=spec.format, limit=spec.limit or default_limit)
@@ -277,7 +283,7 @@ def _done_hash(folder: Path) -> str | None:
     return done.get("config_hash") if done else None
 
 
-def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think_prefill: bool) -> None:
+def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think_prefill: bool | str) -> None:
     """The RLVR arm's explicit starting point: the base model as a stage folder whose manifest says ``base``.
 
     Full fine-tuning: the base model's files, hard-linked where the filesystem allows. LoRA: a freshly
@@ -312,7 +318,7 @@ def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think
 
 def _run_base_init(config: PipelineConfig, arm_dir: Path) -> tuple[Path, str]:
     target = arm_dir / BASE_INIT
-    think_prefill = bool(config.srl.get("think_prefill") or False)
+    think_prefill = normalise_prefill(config.srl.get("think_prefill"))
     payload = {"model": config.model, "lora": config.lora, "think_prefill": think_prefill}
 
     def work(_resuming: bool) -> int:
@@ -540,7 +546,7 @@ def run_compare(config: PipelineConfig, out_dir: str | Path, *, command: str | N
     data = prepare_data(config, out, need_test=True)
     if data.test is None:
         raise UserInputError(f"{config.source or 'config'}: compare needs a test split (data.test or data.demo)")
-    sets = prepare_eval_sets(config, out, data.test, settings)
+    sets = prepare_eval_sets(config, out, data.test, settings, data.eval_sets.get("transfer"))
     _print_plan(plans, settings.arms)
 
     runs: dict[str, list[StageRun]] = {}

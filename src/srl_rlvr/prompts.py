@@ -32,6 +32,30 @@ FULL_SYSTEM_PROMPT = (
 # does the same: the generation prompt ends with this tag and it is put back in front of the completion
 # before scoring, so rewards and parsers always see the full ``<think>…</think>action`` text.
 THINK_PREFILL = "<think>"
+# ``think_prefill: empty`` prefills an empty monologue: the model writes only the step. The SRL reward never
+# reads the monologue, and a 135M model's monologue is filler that costs most of a rollout's tokens
+# (docs/results.md); the completion is still scored as the full ``<think></think>step`` text.
+EMPTY_THINK_PREFILL = "<think></think>"
+THINK_PREFILL_MODES = (False, True, "empty")
+
+
+def normalise_prefill(value: bool | str | None) -> bool | str:
+    """``None``/``False`` -> False (no prefill), ``True`` -> True (``<think>``), ``"empty"`` -> ``"empty"``.
+
+    >>> normalise_prefill(None), normalise_prefill(True), normalise_prefill("empty")
+    (False, True, 'empty')
+    """
+    if value is None or value is False:
+        return False
+    if value is True or value == "empty":
+        return value
+    raise ValueError(f"think_prefill must be true, false or 'empty', got {value!r}")
+
+
+def prefill_text(think_prefill: bool | str | None) -> str:
+    """The text a generation prompt ends with for a ``think_prefill`` setting ('' when off)."""
+    mode = normalise_prefill(think_prefill)
+    return EMPTY_THINK_PREFILL if mode == "empty" else (THINK_PREFILL if mode else "")
 
 NO_STEPS_YET = "(none yet)"
 
@@ -64,17 +88,19 @@ def full_solution_text(steps: list[str]) -> str:
     return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
 
 
-def render_generation_prompt(tokenizer, messages: list[dict[str, Any]], think_prefill: bool = False) -> str:
+def render_generation_prompt(tokenizer, messages: list[dict[str, Any]], think_prefill: bool | str = False) -> str:
     """The exact text a model is prompted with: the chat template's generation prompt, plus ``<think>``
-    when the model is trained/served with the monologue opened for it."""
+    (or the empty ``<think></think>``) when the model is trained/served with that prefill."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text + THINK_PREFILL if think_prefill else text
+    return text + prefill_text(think_prefill)
 
 
-def with_prefill(completion: str, think_prefill: bool) -> str:
-    """Put the prefilled ``<think>`` back in front of a generated completion (no-op without prefill).
+def with_prefill(completion: str, think_prefill: bool | str) -> str:
+    """Put the prefill back in front of a generated completion (no-op without prefill).
 
     >>> with_prefill("plan</think>x = 5", True)
     '<think>plan</think>x = 5'
+    >>> with_prefill("x = 5", "empty")
+    '<think></think>x = 5'
     """
-    return THINK_PREFILL + completion if think_prefill else completion
+    return prefill_text(think_prefill) + completion

@@ -15,8 +15,11 @@ import click
 @click.option("--resume", is_flag=True, help="Continue an interrupted SRL/RLVR stage from its last checkpoint-*.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key (dotted, value parsed as YAML); repeatable.")
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="Run the comparison once per training seed (OUT/seed-<s>); OUT/compare_seeds.md gives means, "
+                   "spread and paired tests.")
 def compare_command(config_path: str, out_dir: str | None, docs: str | None, resume: bool,
-                    overrides: tuple[str, ...]) -> None:
+                    overrides: tuple[str, ...], seeds: str | None) -> None:
     """Train and evaluate six arms with equal optimiser-step budgets; write OUT/compare.md and plots.
 
     Every trained arm gets srl.max_steps + rlvr.max_steps optimiser steps. Finished stages and evals
@@ -26,12 +29,20 @@ def compare_command(config_path: str, out_dir: str | None, docs: str | None, res
     Example:
       srl-rlvr compare configs/compare-cpu.yaml --out out/compare --docs docs/results.md
       srl-rlvr compare configs/compare-cpu.yaml --out /tmp/c --set srl.max_steps=1 --set rlvr.max_steps=1
+      srl-rlvr compare configs/compare-cpu.yaml --out out/compare3 --seeds 0,1,2
     """
     from srl_rlvr.cli.run import invoked_command
     from srl_rlvr.compare import run_compare
     from srl_rlvr.config import load_pipeline_config, parse_set_options
 
     cli_overrides = parse_set_options(overrides)
-    config = load_pipeline_config(config_path, cli_overrides)
     out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
+    if seeds is not None:
+        from srl_rlvr.training.seeds import parse_seeds, run_compare_seeds, seed_overrides
+
+        run_compare_seeds(lambda seed: load_pipeline_config(config_path, {**cli_overrides, **seed_overrides(seed)}),
+                          out, parse_seeds(seeds), invoked_command(), docs=docs, resume=resume,
+                          cli_overrides=cli_overrides)
+        return
+    config = load_pipeline_config(config_path, cli_overrides)
     run_compare(config, out, command=invoked_command(), docs=docs, resume=resume, cli_overrides=cli_overrides)

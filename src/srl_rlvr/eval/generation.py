@@ -38,7 +38,7 @@ class DecodeSettings:
     max_new_tokens: int = 256
     batch_size: int = 16  # sequences generated at once (prompts per batch = batch_size // num_samples)
     bf16: bool = False  # autocast matmuls to bfloat16
-    think_prefill: bool = False  # end the prompt with "<think>", as models trained with think_prefill expect
+    think_prefill: bool | str = False  # end the prompt with "<think>" ("empty": "<think></think>"), as trained
 
 
 def cpu_supports_bf16() -> bool:

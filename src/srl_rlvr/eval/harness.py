@@ -62,7 +62,7 @@ from srl_rlvr.errors import UserInputError
 from srl_rlvr.eval import generation
 from srl_rlvr.eval.generation import DecodeSettings, Generation
 from srl_rlvr.eval.scoring import full_format_ok, pass_at_k, states_answer, step_text
-from srl_rlvr.prompts import full_problem_messages, full_solution_text, srl_step_messages
+from srl_rlvr.prompts import full_problem_messages, full_solution_text, normalise_prefill, srl_step_messages
 from srl_rlvr.rewards.math import extract_answer, math_answer_reward
 from srl_rlvr.rewards.srl import parse_think_action
 
@@ -85,7 +85,7 @@ class EvalConfig:
     mode: str = "full"  # "full" | "stepwise"
     max_steps: int = 8  # stepwise: step calls per item at most
     bf16: bool | None = None  # None: bf16 autocast where the hardware supports it natively
-    think_prefill: bool | None = None  # None: as the model was trained (its stage manifest), else off
+    think_prefill: bool | str | None = None  # None: as the model was trained (its stage manifest); "empty" too
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -170,13 +170,13 @@ def _require_answers(trajectories: Sequence[Trajectory]) -> None:
             raise UserInputError(f"item {traj.id!r} has no 'answer', so it cannot be scored")
 
 
-def model_think_prefill(model_name_or_path: str) -> bool:
-    """Whether the model was trained with the ``<think>`` prefill, per its stage manifest (False if none)."""
+def model_think_prefill(model_name_or_path: str) -> bool | str:
+    """The ``think_prefill`` the model was trained with, per its stage manifest (False if none)."""
     manifest = Path(str(model_name_or_path)).expanduser() / STAGE_MANIFEST
     if not manifest.is_file():
         return False
     try:
-        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("think_prefill", False))
+        return normalise_prefill(json.loads(manifest.read_text(encoding="utf-8")).get("think_prefill", False))
     except (OSError, ValueError, AttributeError) as exc:
         raise UserInputError(f"{manifest}: unreadable stage manifest ({exc})") from None
 

@@ -85,15 +85,17 @@ def model_summary(per_seed: list[list[bool]], groups: list[int]) -> dict[str, An
     return out
 
 
-def set_summary(predictions: dict[str, list[Path]], data_path: Path) -> dict[str, Any]:
-    """Summary of one eval set. ``predictions``: label -> one predictions.jsonl per training seed (base: one)."""
+def set_summary(predictions: dict[str, list[Path]], data_path: Path,
+                pairs: Sequence[tuple[str, str]] = COMPARISONS) -> dict[str, Any]:
+    """Summary of one eval set. ``predictions``: label -> one predictions.jsonl per training seed (base: one);
+    ``pairs``: the (a, b) comparisons to test, where both were evaluated."""
     steps = steps_per_item(data_path)
     ids = list(steps)
     groups = [steps[i] for i in ids]
     correct = {label: _aligned([read_predictions(p) for p in paths], ids, str(paths[0]))
                for label, paths in predictions.items() if paths}
     models = {label: model_summary(rows, groups) for label, rows in correct.items()}
-    pairs = [(a, b) for a, b in COMPARISONS if a in correct and b in correct]
+    pairs = [(a, b) for a, b in pairs if a in correct and b in correct]
     comparisons = stats.compare_models(correct, pairs) if pairs else {}
     # the same tests within each number of steps: "does the gain hold on 2-3 step problems?"
     by_steps: dict[str, Any] = {}

@@ -26,14 +26,15 @@ REASONING, CONTENT = "reasoning_content", "content"
 class ThinkFormat:
     """How one served model (base or adapter) is prompted and how its answers are split."""
 
-    prefill: bool = False  # chat prompts end with "<think>"
+    prefill: bool | str = False  # chat prompts end with "<think>" ("empty": "<think></think>")
     split: bool = False  # monologue -> reasoning_content
 
     def render(self, tokenizer: Any, messages: list[dict[str, Any]]) -> str:
         return render_generation_prompt(tokenizer, messages, self.prefill)
 
     def splitter(self) -> ThinkSplitter | None:
-        return ThinkSplitter(prefilled=self.prefill) if self.split else None
+        # an empty prefill closes the monologue before generation starts: the stream is all content
+        return ThinkSplitter(prefilled=self.prefill is True) if self.split else None
 
     def answer(self, completion: str) -> tuple[str | None, str]:
         """(reasoning_content or None, content) for a finished chat completion (prefill not yet put back)."""
@@ -49,7 +50,7 @@ def resolve_think_format(model_dir: str | None, prefill: bool | str, split: bool
         from srl_rlvr.eval.harness import model_think_prefill
 
         manifest = model_think_prefill(model_dir)
-    use_prefill = manifest if prefill == "auto" else bool(prefill)
+    use_prefill = manifest if prefill == "auto" else (prefill if prefill == "empty" else bool(prefill))
     use_split = use_prefill if split == "auto" else bool(split)
     return ThinkFormat(prefill=use_prefill, split=use_split)
 

@@ -156,7 +156,7 @@ class ModelCatalog:
 
     # --- think format ------------------------------------------------------------------------------
     def _check_think_settings(self, backend: Backend) -> None:
-        if self.settings.think.prefill is True and not backend.renders_prompts:
+        if self.settings.think.prefill in (True, "empty") and not backend.renders_prompts:
             raise UserInputError(f"think.prefill: the '{backend.name}' backend sends chat messages upstream, so it "
                                  "cannot prefill '<think>' (use hf or vllm, or prefill: auto)")
 

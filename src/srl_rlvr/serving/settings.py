@@ -48,7 +48,8 @@ class LimitSettings(_Section):
 class ThinkSettings(_Section):
     """The SRL ``<think>`` format. ``auto`` reads each model's (or adapter's) ``srl_rlvr_stage.json``."""
 
-    prefill: bool | Auto = Field("auto", description="End chat prompts with '<think>', as in training.")
+    prefill: bool | Literal["empty"] | Auto = Field(
+        "auto", description="End chat prompts with '<think>' ('empty': '<think></think>'), as in training.")
     split: bool | Auto = Field("auto", description="Put the monologue in reasoning_content (auto: where prefilled).")
 
 

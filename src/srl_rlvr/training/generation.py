@@ -4,6 +4,13 @@ TRL's plain path left-pads the G copies of every prompt and prefills each copy; 
 of SRL prompts (problem + earlier steps, ~150 tokens) costs more than decoding the short step. Here the
 unique prompts are prefilled once, the KV cache is repeated G times, and sampling continues from it.
 Outputs are sampled from the same distribution as TRL's path (a test checks greedy equality).
+
+Second level: the unique prompts of a batch all start with the same chat-template system message (~95 of
+~150 tokens for SRL). When they share at least ``MIN_COMMON_PREFIX`` tokens, that common prefix is prefilled
+once (batch 1), its cache repeated to the unique prompts, and only each prompt's own remainder is prefilled.
+Rows are laid out ``[common prefix | padding | own tokens]``; the padding is masked and the positions are
+those of the unpadded prompt (``cumsum(mask) - 1``, which is also how ``generate`` numbers the tokens it
+feeds), so every row is computed exactly as if it were alone.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import contextlib
 import torch
 from transformers import DynamicCache
 from trl.models import unwrap_model_for_generation
-from trl.trainer.utils import pad
 
 
 def dedupe_prompts(prompt_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
@@ -34,34 +40,85 @@ def dedupe_prompts(prompt_ids: list[list[int]]) -> tuple[list[list[int]], list[i
     return unique, rows
 
 
-def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    tensors = [torch.tensor(ids) for ids in prompt_ids]
-    ids = pad(tensors, padding_value=pad_id, padding_side="left")
-    mask = pad([torch.ones_like(t) for t in tensors], padding_value=0, padding_side="left")
+MIN_COMMON_PREFIX = 16  # below this, one more forward call costs more than the tokens it saves
+
+
+def common_prefix_length(seqs: list[list[int]]) -> int:
+    """Length of the longest prefix all of ``seqs`` start with.
+
+    >>> common_prefix_length([[1, 2, 3], [1, 2, 4, 5], [1, 2]])
+    2
+    """
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for other in seqs[1:]:
+        k = 0
+        while k < n and other[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
+def prefix_pad(prompt_ids: list[list[int]], pad_id: int, shared: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows laid out ``[first `shared` tokens | padding | the rest]``, all as wide as the longest row.
+
+    With ``shared=0`` this is left padding.
+
+    >>> prefix_pad([[7, 8, 1], [7, 8, 2, 3]], 0, 2)[0].tolist()
+    [[7, 8, 0, 1], [7, 8, 2, 3]]
+    """
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        own = len(p) - shared
+        ids[i, :shared] = torch.tensor(p[:shared], dtype=torch.long)
+        ids[i, width - own :] = torch.tensor(p[shared:], dtype=torch.long)
+        mask[i, :shared] = 1
+        mask[i, width - own :] = 1
     return ids, mask
 
 
+def shared_prompt_prefix(unique: list[list[int]], min_tokens: int = MIN_COMMON_PREFIX) -> int:
+    """Tokens of the common prefix worth prefilling once for all ``unique`` prompts (0: not worth it).
+
+    Every prompt keeps at least its last token out of it: ``generate`` feeds that one itself.
+    """
+    if len(unique) < 2:
+        return 0
+    shared = min(common_prefix_length(unique), min(len(p) for p in unique) - 1)
+    return shared if shared >= min_tokens else 0
+
+
 @torch.no_grad()
-def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config, pad_id: int, autocast=None) -> torch.Tensor:
-    """Sample one completion per row of ``prompt_ids``; rows sharing a prompt share its prefill.
+def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config, pad_id: int, autocast=None,
+                           min_common_prefix: int = MIN_COMMON_PREFIX) -> torch.Tensor:
+    """Sample one completion per row of ``prompt_ids``; rows sharing a prompt share its prefill, and the
+    unique prompts share the prefill of their common prefix when it is ``min_common_prefix`` tokens or more.
 
     Returns the generated ids (rows × new tokens), padded with ``pad_id`` after EOS like ``generate``.
     """
     unique, rows = dedupe_prompts(prompt_ids)
-    ids, mask = left_pad(unique, pad_id)
+    shared = shared_prompt_prefix(unique, min_common_prefix)
+    ids, mask = prefix_pad(unique, pad_id, shared)
     device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
     row_index = torch.tensor(rows, device=device)
     ctx = autocast if autocast is not None else contextlib.nullcontext()
     with ctx:
         cache = DynamicCache(config=model.config)
-        if ids.size(1) > 1:
-            # prefill all but the last prompt token; generate() feeds that one and samples from there
-            prefix_mask = mask[:, :-1]
-            position_ids = (prefix_mask.long().cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0)
-            model(input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids,
+        if shared:  # the common prefix once, batch 1, positions 0..shared-1
+            model(input_ids=ids[:1, :shared], position_ids=torch.arange(shared, device=device)[None],
                   cache=cache, use_cache=True, logits_to_keep=1)
-            cache.batch_select_indices(row_index)
+            cache.batch_repeat_interleave(len(unique))
+        if ids.size(1) - 1 > shared:
+            # prefill each prompt's own tokens but the last; generate() feeds that one and samples from there
+            ctx_mask = mask[:, :-1]
+            position_ids = (ctx_mask.long().cumsum(-1) - 1).masked_fill(ctx_mask == 0, 0)
+            model(input_ids=ids[:, shared:-1], attention_mask=ctx_mask, position_ids=position_ids[:, shared:],
+                  cache=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_select_indices(row_index)
+        # generate numbers the tokens it feeds cumsum(attention_mask) - 1: the positions used above, padding skipped
         out = model.generate(input_ids=ids.index_select(0, row_index), attention_mask=mask.index_select(0, row_index),
                              cache=cache, generation_config=generation_config)
     return out[:, ids.size(1):]

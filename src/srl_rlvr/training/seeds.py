@@ -104,8 +104,6 @@ def seeds_summary(out: Path, config: PipelineConfig, seeds: Sequence[int]) -> di
 
 def write_seeds_report(out: Path, config: PipelineConfig, seeds: Sequence[int], reports: dict[int, dict[str, Any]],
                        command: str) -> dict[str, Any]:
-    from srl_rlvr import report as run_report
-
     summaries = seeds_summary(out, config, seeds)
     combined = {
         "command": command,
@@ -120,10 +118,48 @@ def write_seeds_report(out: Path, config: PipelineConfig, seeds: Sequence[int], 
         "config": config.to_dict(),
     }
     (out / "report.json").write_text(json.dumps(combined, indent=2, default=str), encoding="utf-8")
-    plotted = run_report.plot_accuracy(summaries, out / "accuracy.png")
-    lines = ["# srl-rlvr report over training seeds", "", "Produced by:", "", f"    {command}", "",
-             f"Seeds {', '.join(map(str, seeds))}; one run each in `seed-<s>/` (its own report.md). Accuracy is the "
-             "mean over seeds, its interval a bootstrap over problems; the base model is evaluated once.", ""]
+    _write_seeds_markdown(out / "report.md", "srl-rlvr report over training seeds", command, seeds, summaries,
+                          out / "accuracy.png")
+    return combined
+
+
+def run_compare_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str | Path, seeds: Sequence[int],
+                      command: str, **compare_kwargs: Any) -> dict[str, Any]:
+    """``srl-rlvr compare --seeds``: the comparison once per training seed (OUT/seed-<s>), then
+    OUT/compare_seeds.json and .md: every arm's mean accuracy over seeds per eval set, its spread, and paired
+    tests of SRL→RLVR against every other arm (and SRL against base) on per-problem mean correctness."""
+    from srl_rlvr.compare import run_compare
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for seed in seeds:
+        results[seed] = run_compare(make_config(seed), out / f"seed-{seed}", command=f"{command} (seed {seed})",
+                                    **compare_kwargs)
+    first = out / f"seed-{seeds[0]}"
+    arms = list(results[seeds[0]]["arms"])
+    pairs = [("srl_rlvr", a) for a in arms if a != "srl_rlvr"] + [("srl", "base"), ("sft", "base")]
+    summaries = {}
+    for set_name in results[seeds[0]]["eval_sets"]:
+        data = first / "data" / f"eval_{set_name}.jsonl"
+        preds = {arm: [out / f"seed-{s}" / "arms" / arm / "eval" / set_name / "predictions.jsonl"
+                       for s in (seeds[:1] if arm == "base" else seeds)] for arm in arms}
+        summaries[set_name] = summary.set_summary(preds, data, pairs=pairs)
+    combined = {"command": command, "seeds": list(seeds), "eval_summary": summaries,
+                "per_seed": {str(s): str(out / f"seed-{s}" / "compare.json") for s in seeds}}
+    (out / "compare_seeds.json").write_text(json.dumps(combined, indent=2, default=str), encoding="utf-8")
+    _write_seeds_markdown(out / "compare_seeds.md", "srl-rlvr compare over training seeds", command, seeds, summaries,
+                          out / "compare_seeds_accuracy.png")
+    return combined
+
+
+def _write_seeds_markdown(path: Path, title: str, command: str, seeds: Sequence[int], summaries: dict[str, Any],
+                          plot: Path) -> None:
+    from srl_rlvr import report as run_report
+
+    lines = [f"# {title}", "", "Produced by:", "", f"    {command}", "",
+             f"Seeds {', '.join(map(str, seeds))}; one run each in `seed-<s>/`. Accuracy is the mean over seeds, its "
+             "interval a bootstrap over problems; the base model is evaluated once.", ""]
     for set_name, summ in summaries.items():
         evals = {label: {"n": m["n"]} for label, m in summ["models"].items()}
         lines += run_report.eval_section(set_name, evals, summ)
@@ -131,10 +167,10 @@ def write_seeds_report(out: Path, config: PipelineConfig, seeds: Sequence[int], 
                   "|---|" + "---|" * (len(seeds) + 2)]
         for label, m in summ["models"].items():
             vals = m["per_seed"]["values"]
-            cells = [f"{v:.1%}" for v in vals] if len(vals) == len(seeds) else [f"{vals[0]:.1%} (all)"] + [""] * (len(seeds) - 1)
+            cells = ([f"{v:.1%}" for v in vals] if len(vals) == len(seeds)
+                     else [f"{vals[0]:.1%} (all)"] + [""] * (len(seeds) - 1))
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {m['per_seed']['mean']:.1%} | {m['per_seed']['std']:.1%} |")
         lines.append("")
-    if plotted:
-        lines += ["![accuracy by model](accuracy.png)", ""]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return combined
+    if run_report.plot_accuracy(summaries, plot):
+        lines += [f"![accuracy by model]({plot.name})", ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -32,9 +32,10 @@ class DynamicSamplingArgs:
                           "(single process, text-only); exact, and far cheaper for long prompts and short steps."},
     )
 
-    think_prefill: bool | None = field(
+    think_prefill: bool | str | None = field(
         default=None,
-        metadata={"help": "End the generation prompt with '<think>' (R1-style) and score '<think>' + completion. "
+        metadata={"help": "End the generation prompt with '<think>' (R1-style) and score '<think>' + completion; "
+                          "'empty' prefills '<think></think>', so the model writes only the step. "
                           "SRL: None means off. RLVR: None inherits the setting the SRL checkpoint was trained with."},
     )
 
@@ -43,6 +44,10 @@ class DynamicSamplingArgs:
             raise ValueError(f"dynamic_sampling_epsilon must be >= 0, got {self.dynamic_sampling_epsilon}")
         if self.max_refill_rounds < 1:
             raise ValueError(f"max_refill_rounds must be >= 1, got {self.max_refill_rounds}")
+        if self.think_prefill is not None:
+            from srl_rlvr.prompts import normalise_prefill
+
+            self.think_prefill = normalise_prefill(self.think_prefill)
 
 
 @dataclass

@@ -17,18 +17,18 @@ from srl_rlvr.training.sampling import DynamicSamplingMixin
 from srl_rlvr.training.srl_config import SRLConfig
 
 
-def prefilled(reward_func):
-    """Score ``<think>`` + completion when the prompt ended with the prefilled ``<think>``."""
+def prefilled(reward_func, think_prefill: bool | str = True):
+    """Score prefill + completion when the prompt ended with the prefill (``<think>`` or ``<think></think>``)."""
 
     def wrapped(completions, **kwargs):
-        return reward_func([with_prefill(c, True) if isinstance(c, str) else c for c in completions], **kwargs)
+        return reward_func([with_prefill(c, think_prefill) if isinstance(c, str) else c for c in completions], **kwargs)
 
     wrapped.__name__ = getattr(reward_func, "__name__", "reward")
     return wrapped
 
 
-def with_prompt_format(reward_funcs: list, think_prefill: bool | None) -> list:
-    return [prefilled(f) for f in reward_funcs] if think_prefill else list(reward_funcs)
+def with_prompt_format(reward_funcs: list, think_prefill: bool | str | None) -> list:
+    return [prefilled(f, think_prefill) for f in reward_funcs] if think_prefill else list(reward_funcs)
 
 
 def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:

@@ -20,7 +20,7 @@ from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
 from srl_rlvr.errors import InvalidRecord, UserInputError
-from srl_rlvr.prompts import full_problem_messages, render_generation_prompt
+from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt
 from srl_rlvr.training.callbacks import add_throughput_callback
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.rlvr_trainer import RLVRTrainer
@@ -54,12 +54,12 @@ def _validate_instance(obj: Any, path: str, line: int) -> dict[str, Any]:
     return {"prompt": prompt, "expert_step": obj["expert_step"]}
 
 
-def _prompt(messages: list[dict[str, Any]], tokenizer, think_prefill: bool | None):
+def _prompt(messages: list[dict[str, Any]], tokenizer, think_prefill: bool | str | None):
     # with a prefill the prompt is rendered text (TRL then uses it as is); otherwise chat messages
-    return render_generation_prompt(tokenizer, messages, True) if think_prefill else messages
+    return render_generation_prompt(tokenizer, messages, think_prefill) if think_prefill else messages
 
 
-def srl_dataset(path: str | Path, tokenizer=None, think_prefill: bool | None = False) -> Dataset:
+def srl_dataset(path: str | Path, tokenizer=None, think_prefill: bool | str | None = False) -> Dataset:
     """SRL instance JSONL → the columns the SRL reward reads."""
     rows = load_jsonl(path, _validate_instance).rows
     if not rows:
@@ -80,7 +80,7 @@ def rlvr_messages(trajectory, prompt_mode: str = "full") -> list[dict[str, Any]]
     raise ValueError(f"unknown RLVR prompt_mode {prompt_mode!r}")
 
 
-def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_prefill: bool | None = False,
+def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_prefill: bool | str | None = False,
                  prompt_mode: str = "full") -> Dataset:
     """Trajectories with answers (or tests) → RLVR prompts (see :func:`rlvr_messages`) plus the reward's column."""
     rows = []
@@ -164,7 +164,7 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
     """RLVR continues from a finished SRL (or SFT) stage's weights: the handoff the paper's result rests on."""
     policy, tokenizer, manifest = load_stage_checkpoint(init_from, expect)
     if args.think_prefill is None:  # the prompt format travels with the model
-        args.think_prefill = bool(manifest.get("think_prefill", False))
+        args.think_prefill = normalise_prefill(manifest.get("think_prefill", False))
     dataset = rlvr_dataset(data, args.reward, tokenizer, args.think_prefill, args.prompt_mode)
     trainer = RLVRTrainer(model=policy, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=callbacks)
@@ -184,7 +184,7 @@ def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra:
         trainer.processing_class.save_pretrained(str(final))
         manifest = {"stage": stage, "base_model": base_model, "global_step": trainer.state.global_step,
                     "lora": (final / "adapter_config.json").is_file(),
-                    "think_prefill": bool(getattr(trainer.args, "think_prefill", False)), **(extra or {})}
+                    "think_prefill": normalise_prefill(getattr(trainer.args, "think_prefill", False)), **(extra or {})}
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
