@@ -65,6 +65,7 @@ class DemoDataConfig:
     min_ops: int = 2  # steps per problem
     max_ops: int = 4
     numbers: str = "standard"  # or "small": operands <= 9, values <= 50
+    answer_step: bool = False  # the final answer as a step of its own ("The answer is N.")
 
     def __post_init__(self) -> None:
         from srl_rlvr.data.demo import NUMBER_SCALES, STYLES

@@ -331,3 +331,23 @@ def test_rejects_negative_counts() -> None:
         make_demo_splits(n_dev=-1)
     with pytest.raises(ValueError, match="n_transfer must be >= 0"):
         make_demo_task(1, 1, n_transfer=-2)
+
+
+@pytest.mark.parametrize("style", ["equations", "prose"])
+def test_answer_step_is_a_step_of_its_own(style: str) -> None:
+    inline = make_demo_splits(n_train=30, n_dev=10, n_test=10, n_transfer=10, seed=2, style=style, min_ops=1,
+                              max_ops=3, numbers="small")
+    separate = make_demo_splits(n_train=30, n_dev=10, n_test=10, n_transfer=10, seed=2, style=style, min_ops=1,
+                                max_ops=3, numbers="small", answer_step=True)
+    for name in inline:
+        for a, b in zip(inline[name], separate[name]):
+            assert a["problem"] == b["problem"] and a["answer"] == b["answer"] and a["num_ops"] == b["num_ops"]
+            assert b["steps"][-1] == f"{ANSWER_PHRASE} {b['answer']}." and len(b["steps"]) == len(a["steps"]) + 1
+            assert not any(ANSWER_PHRASE in s for s in b["steps"][:-1])
+            assert b["steps"][:-2] == a["steps"][:-1]  # the operation steps before the last are untouched
+            last_op = b["steps"][-2]
+            assert a["steps"][-1].startswith(last_op.rstrip("."))
+            if style == "equations":
+                assert re.fullmatch(r"\d+ [-+*] \d+ = \d+", last_op)
+            else:
+                assert last_op.endswith(".")

@@ -49,3 +49,17 @@ def test_final_step_mode_is_the_srl_prompt_of_the_last_step(traj_file):
 def test_unknown_prompt_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="prompt_mode must be one of full, final_step"):
         RLVRConfig(output_dir=str(tmp_path), prompt_mode="middle", use_cpu=True, report_to=[])
+
+
+def test_final_step_skips_an_answer_only_last_step() -> None:
+    """With the answer as its own step, the RLVR prompt is for the last operation, not for the copy."""
+    from srl_rlvr.data.schema import Trajectory
+    from srl_rlvr.training.stages import rlvr_messages
+
+    separate = Trajectory(id="a", problem="P", steps=["4 * 2 = 8", "8 - 5 = 3", "The answer is 3."], answer="3")
+    inline = Trajectory(id="b", problem="P", steps=["4 * 2 = 8", "8 - 5 = 3. The answer is 3."], answer="3")
+    for traj in (separate, inline):
+        user = rlvr_messages(traj, "final_step")[1]["content"]
+        assert user.endswith("Step 1: 4 * 2 = 8\n\nWrite step 2.")
+    one = Trajectory(id="c", problem="P", steps=["The answer is 3."], answer="3")
+    assert rlvr_messages(one, "final_step")[1]["content"].endswith("Write step 1.")

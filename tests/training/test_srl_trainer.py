@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from srl_rlvr.training.generation import generate_shared_prefix
 from srl_rlvr.training.srl_config import SRLConfig
-from srl_rlvr.training.srl_trainer import SRLTrainer
+from srl_rlvr.training.srl_trainer import SRLTrainer, prefilled
 
 
 def _load(tiny_model_dir):
@@ -90,3 +91,34 @@ def test_think_prefill_is_scored_with_its_tag(tiny_model_dir, srl_rows, grpo_kwa
     trainer.reward_funcs = [prefilled(reward), trainer.reward_funcs[1]]
     trainer.train()
     assert seen and all(c.startswith("<think>") for c in seen)
+
+
+def test_empty_think_prefill_prompts_and_scores_the_closed_monologue(tiny_model_dir, srl_rows, grpo_kwargs, tmp_path):
+    """think_prefill: empty ends the prompt with '<think></think>'; rewards see it in front of the step, and
+    the stage manifest records it so RLVR, eval and serving prompt the model the same way."""
+    from srl_rlvr.data.srl import write_jsonl
+    from srl_rlvr.eval.harness import model_think_prefill
+    from srl_rlvr.training.stages import build_srl_trainer, train_srl
+
+    write_jsonl(tmp_path / "srl.jsonl", srl_rows)
+    args = SRLConfig(**grpo_kwargs(max_steps=1), think_prefill="empty", max_refill_rounds=1)
+    trainer = build_srl_trainer(str(tiny_model_dir), tmp_path / "srl.jsonl", args)
+    assert trainer.train_dataset[0]["prompt"].endswith("<|im_start|>assistant\n<think></think>")
+    seen = []
+
+    def reward(completions, **_):
+        seen.extend(completions)
+        return [float(len(c) % 3) for c in completions]
+
+    trainer.reward_funcs = [prefilled(reward, "empty"), trainer.reward_funcs[1]]
+    trainer.train()
+    assert seen and all(c.startswith("<think></think>") for c in seen)
+    out = tmp_path / "run"
+    train_srl(str(tiny_model_dir), tmp_path / "srl.jsonl",
+              SRLConfig(**grpo_kwargs(max_steps=1, output_dir=str(out)), think_prefill="empty", max_refill_rounds=1))
+    assert model_think_prefill(str(out / "final")) == "empty"
+
+
+def test_think_prefill_rejects_unknown_values(grpo_kwargs):
+    with pytest.raises(ValueError, match="think_prefill must be true, false or 'empty'"):
+        SRLConfig(**grpo_kwargs(max_steps=1), think_prefill="open")

@@ -38,8 +38,9 @@ def data_group() -> None:
 @click.option("--max-ops", default=4, show_default=True, help="Most steps per problem.")
 @click.option("--numbers", type=click.Choice(list(NUMBER_SCALES)), default="standard", show_default=True,
               help="standard: values up to 999; small: operands <= 9, values <= 50.")
+@click.option("--answer-step", is_flag=True, help="Write the final answer as a step of its own ('The answer is N.').")
 def demo_data(out_dir: str, n_train: int, n_dev: int, n_test: int, n_transfer: int, seed: int, style: str,
-              min_ops: int, max_ops: int, numbers: str) -> None:
+              min_ops: int, max_ops: int, numbers: str, answer_step: bool) -> None:
     """Write the seeded multi-step arithmetic demo task: train, dev (tune on it), test (publish it, never tune
     on it) and transfer (the same arithmetic in wording no split trains on), sharing no problem text.
 
@@ -55,7 +56,8 @@ def demo_data(out_dir: str, n_train: int, n_dev: int, n_test: int, n_transfer: i
     if negative:
         raise UserInputError(f"{', '.join(negative)} must be >= 0")
     info = write_demo_task(out_dir, n_train=n_train, n_test=n_test, seed=seed, style=style, min_ops=min_ops,
-                           max_ops=max_ops, numbers=numbers, n_dev=n_dev, n_transfer=n_transfer)
+                           max_ops=max_ops, numbers=numbers, n_dev=n_dev, n_transfer=n_transfer,
+                           answer_step=answer_step)
     click.echo(f"wrote {info['n_train']} train, {info['n_dev']} dev, {info['n_test']} test and "
                f"{info['n_transfer']} transfer problems to {out_dir}:")
     for name in SPLITS:

@@ -23,6 +23,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "data.demo": {"n_train": 400, "n_test": 100, "seed": 0, "min_ops": 1, "max_ops": 3, "numbers": "small"},
     "stages": ["srl", "rlvr", "eval"],
     "eval.models": ["base", "srl", "srl_rlvr"],
+    "eval.sets": ["test", "transfer"],
 }
 # --quick: enough steps to run every code path, nowhere near enough to learn anything. One generation
 # round per step: the untrained model fails every RLVR problem, so refills would triple the RLVR step.

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -435,6 +436,25 @@ def _generate(rng: random.Random, n: int, split: str, exclude: set[str], style: 
     return rows
 
 
+def separate_answer_step(row: dict[str, Any]) -> dict[str, Any]:
+    """The same row with the final answer as a step of its own: ``[..., "33 + 15 = 48", "The answer is 48."]``.
+
+    Every operation step is then one operation, and stopping is a step the model writes when the steps so
+    far have solved the problem (``answer_step=True``; docs/results.md). ``num_ops`` still counts operations.
+
+    >>> separate_answer_step({"steps": ["3 + 4 = 7. The answer is 7."], "answer": "7"})["steps"]
+    ['3 + 4 = 7', 'The answer is 7.']
+    """
+    *head, last = row["steps"]
+    tail = f" {ANSWER_PHRASE} {row['answer']}."
+    if not last.endswith(tail):
+        raise ValueError(f"last step of {row.get('id')!r} does not end with the answer: {last!r}")
+    rest = last[: -len(tail)]
+    if re.fullmatch(r"[\d +*=-]+\.", rest):  # an equations step: no full stop, like the steps before it
+        rest = rest[:-1]
+    return {**row, "steps": [*head, rest, f"{ANSWER_PHRASE} {row['answer']}."]}
+
+
 def _stream(split: str, seed: int) -> random.Random:
     return random.Random(STREAMS[split].format(seed=seed))
 
@@ -466,7 +486,7 @@ def _check_options(style: str, min_ops: int, max_ops: int, numbers: str, counts:
 
 def make_demo_splits(n_train: int = 400, n_dev: int = 100, n_test: int = 100, n_transfer: int = 100,
                      seed: int = 0, style: str = "prose", min_ops: int = MIN_OPS, max_ops: int = MAX_OPS,
-                     numbers: str = "standard") -> dict[str, list[dict]]:
+                     numbers: str = "standard", answer_step: bool = False) -> dict[str, list[dict]]:
     """Return {"train", "dev", "test", "transfer": rows} in the trajectory format; deterministic for a seed.
 
     ``dev`` is for tuning; ``test`` is the published split and must never be read while tuning; ``transfer``
@@ -474,6 +494,8 @@ def make_demo_splits(n_train: int = 400, n_dev: int = 100, n_test: int = 100, n_
     ``min_ops``/``max_ops`` set the range of steps per problem (default 2-4); 1-step problems make a
     mixed-difficulty stream, e.g. for routing (docs/routing.md). ``numbers`` picks a key of
     ``NUMBER_SCALES``: "standard" (values up to 999) or "small" (operands <= 9, values <= 50).
+    ``answer_step`` writes the final answer as a step of its own (:func:`separate_answer_step`); the
+    problems are the same either way.
     """
     _check_options(style, min_ops, max_ops, numbers,
                    {"n_train": n_train, "n_dev": n_dev, "n_test": n_test, "n_transfer": n_transfer})
@@ -486,15 +508,18 @@ def make_demo_splits(n_train: int = 400, n_dev: int = 100, n_test: int = 100, n_
     transfer = _generate(_stream("transfer", seed), n_transfer, "transfer", taken, style, ops, scale, "transfer")
     taken |= {row["problem"] for row in transfer}
     train = _generate(_stream("train", seed), n_train, "train", taken, style, ops, scale)
-    return {"train": train, "dev": dev, "test": test, "transfer": transfer}
+    splits = {"train": train, "dev": dev, "test": test, "transfer": transfer}
+    if answer_step:
+        splits = {name: [separate_answer_step(row) for row in rows] for name, rows in splits.items()}
+    return splits
 
 
 def make_demo_task(n_train: int = 400, n_test: int = 100, seed: int = 0, style: str = "prose",
                    min_ops: int = MIN_OPS, max_ops: int = MAX_OPS, numbers: str = "standard", *,
-                   n_dev: int = 100, n_transfer: int = 100) -> tuple[list[dict], list[dict]]:
+                   n_dev: int = 100, n_transfer: int = 100, answer_step: bool = False) -> tuple[list[dict], list[dict]]:
     """Return (train rows, test rows) of ``make_demo_splits`` with the same arguments (the rows
     ``write_demo_task`` writes). The test rows do not depend on n_train, n_dev or n_transfer."""
-    splits = make_demo_splits(n_train, n_dev, n_test, n_transfer, seed, style, min_ops, max_ops, numbers)
+    splits = make_demo_splits(n_train, n_dev, n_test, n_transfer, seed, style, min_ops, max_ops, numbers, answer_step)
     return splits["train"], splits["test"]
 
 
@@ -508,17 +533,19 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def write_demo_task(out_dir: str | Path, n_train: int = 400, n_test: int = 100, seed: int = 0,
                     style: str = "prose", min_ops: int = MIN_OPS, max_ops: int = MAX_OPS,
-                    numbers: str = "standard", *, n_dev: int = 100, n_transfer: int = 100) -> dict[str, Any]:
+                    numbers: str = "standard", *, n_dev: int = 100, n_transfer: int = 100,
+                    answer_step: bool = False) -> dict[str, Any]:
     """Write ``out_dir/{train,dev,test,transfer}.jsonl``; return their paths (keys "train", "dev", "test",
     "transfer"), row counts ("n_train", "n_dev", "n_test", "n_transfer") and the task options."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = make_demo_splits(n_train, n_dev, n_test, n_transfer, seed, style, min_ops, max_ops, numbers)
+    splits = make_demo_splits(n_train, n_dev, n_test, n_transfer, seed, style, min_ops, max_ops, numbers, answer_step)
     info: dict[str, Any] = {}
     for name in SPLITS:
         path = out / f"{name}.jsonl"
         _write_jsonl(path, splits[name])
         info[name] = str(path)
     info.update({f"n_{name}": len(splits[name]) for name in SPLITS})
-    info.update({"seed": seed, "style": style, "min_ops": min_ops, "max_ops": max_ops, "numbers": numbers})
+    info.update({"seed": seed, "style": style, "min_ops": min_ops, "max_ops": max_ops, "numbers": numbers,
+                 "answer_step": answer_step})
     return info

@@ -112,6 +112,9 @@ def generate(
     in a fixed order, so the same seed and inputs give the same samples.
     """
     import torch
+    from transformers import GenerationConfig
+
+    from srl_rlvr.training.generation import generate_shared_prefix
 
     if settings.num_samples > 1 and not settings.sample:
         raise ValueError("greedy decoding gives one completion per prompt; set sample=True for num_samples > 1")
@@ -129,13 +132,18 @@ def generate(
     tokenizer.padding_side = "left"
     try:
         batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+        config = GenerationConfig(**{k: v for k, v in kwargs.items() if k != "num_return_sequences"},
+                                  eos_token_id=sorted(eos_ids))
         for batch in tqdm(batches, desc=desc, unit="batch", disable=not batches):
-            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {name: tensor.to(device) for name, tensor in enc.items()}
-            with torch.inference_mode(), _autocast(device.type, settings.bf16):
-                out = model.generate(**enc, **kwargs)
-            new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
-            # num_return_sequences rows of one prompt are adjacent in the output.
+            # The same decoding as model.generate, but the prompts' common prefix (the system prompt) and each
+            # prompt's samples share one prefill (srl_rlvr.training.generation; a test checks equality).
+            prompt_ids = [tokenizer(texts[i], add_special_tokens=False)["input_ids"] for i in batch]
+            rows = [ids for ids in prompt_ids for _ in range(settings.num_samples)]
+            with torch.inference_mode():
+                out = generate_shared_prefix(model, rows, config, tokenizer.pad_token_id,
+                                             autocast=_autocast(device.type, settings.bf16))
+            new_tokens = out.tolist()
+            # the num_samples rows of one prompt are adjacent
             for row, token_ids in enumerate(new_tokens):
                 kept = _trim_at_eos(token_ids, eos_ids)
                 text = tokenizer.decode(kept, skip_special_tokens=True)

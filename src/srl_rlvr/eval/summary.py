@@ -90,10 +90,15 @@ def set_summary(predictions: dict[str, list[Path]], data_path: Path,
     """Summary of one eval set. ``predictions``: label -> one predictions.jsonl per training seed (base: one);
     ``pairs``: the (a, b) comparisons to test, where both were evaluated."""
     steps = steps_per_item(data_path)
-    ids = list(steps)
+    read = {label: [read_predictions(p) for p in paths] for label, paths in predictions.items() if paths}
+    # the problems evaluated (eval.limit may take the first N): the first model's, in data order
+    first = next(iter(read.values()))[0]
+    ids = [i for i in steps if i in first]
+    unknown = [i for i in first if i not in steps]
+    if unknown:
+        raise UserInputError(f"{data_path}: no problem {unknown[0]!r} (predicted by {next(iter(predictions.values()))[0]})")
     groups = [steps[i] for i in ids]
-    correct = {label: _aligned([read_predictions(p) for p in paths], ids, str(paths[0]))
-               for label, paths in predictions.items() if paths}
+    correct = {label: _aligned(per_seed, ids, str(predictions[label][0])) for label, per_seed in read.items()}
     models = {label: model_summary(rows, groups) for label, rows in correct.items()}
     pairs = [(a, b) for a, b in pairs if a in correct and b in correct]
     comparisons = stats.compare_models(correct, pairs) if pairs else {}

@@ -315,10 +315,10 @@ def _write_data(config: PipelineConfig, out_dir: Path, need_test: bool) -> None:
         demo = spec.demo
         write_demo_task(data_dir, n_train=demo.n_train, n_test=demo.n_test, seed=demo.seed, style=demo.style,
                         min_ops=demo.min_ops, max_ops=demo.max_ops, numbers=demo.numbers, n_dev=demo.n_dev,
-                        n_transfer=demo.n_transfer)
+                        n_transfer=demo.n_transfer, answer_step=demo.answer_step)
         say(f"data: demo task, {demo.n_train} train / {demo.n_dev} dev / {demo.n_test} test / {demo.n_transfer} "
             f"transfer problems (seed {demo.seed}, {demo.style} steps, {demo.min_ops}-{demo.max_ops} operations, "
-            f"{demo.numbers} numbers)")
+            f"{demo.numbers} numbers{', answer as its own step' if demo.answer_step else ''})")
     train_rows = _normalise(spec.train, spec.format, data_dir / "train.jsonl") if spec.train else _read(data_dir / "train.jsonl")
     for name in EVAL_SETS:
         if getattr(spec, name):

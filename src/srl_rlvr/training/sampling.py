@@ -165,14 +165,17 @@ class DynamicSamplingMixin:
         pad_id = self.processing_class.pad_token_id if hasattr(self.processing_class, "pad_token_id") else 0
         merged = concat_rollouts([b for b in kept + dropped], pad_id)  # informative rows first
         short = max(0, target - n_kept)
-        if n_kept:
-            # The refill budget may run out: then the batch is smaller, never topped up with flat groups
-            # (zero advantage, but their tokens would still dilute the loss normaliser and, with beta > 0, add KL).
-            merged = select_rows(merged, torch.arange(min(n_kept, target)))
-        else:
-            # Nothing informative on this rank: one row with its mask zeroed, so the step trains on nothing.
-            merged = select_rows(merged, torch.arange(1))
-            merged["completion_mask"] = torch.zeros_like(merged["completion_mask"])
+        # The refill budget may run out: then the batch is smaller, never topped up with flat groups (zero
+        # advantage, but their tokens would still dilute the loss normaliser and, with beta > 0, add KL).
+        # Every rank must hold the same number of rows (TRL gathers per-row tensors), so a rank with fewer
+        # informative rows than another pads with dropped rows whose completion mask is zeroed: they train on
+        # nothing. With one process that only happens when nothing at all was informative (then one such row).
+        n_local = min(n_kept, target)
+        n_rows = max(1, self._global_max(n_local))
+        merged = select_rows(merged, torch.arange(n_rows))
+        if n_rows > n_local:
+            untrained = torch.arange(n_rows, device=merged["completion_mask"].device) >= n_local
+            merged["completion_mask"] = merged["completion_mask"].masked_fill(untrained[:, None], 0)
         # the loss normaliser must count only the tokens that are actually trained on
         mask = merged["completion_mask"] * merged["tool_mask"] if "tool_mask" in merged else merged["completion_mask"]
         merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum().clamp(min=1)
@@ -182,6 +185,10 @@ class DynamicSamplingMixin:
         metrics["dynamic_sampling/generated_per_kept"].append(generated / target)
         metrics["dynamic_sampling/short_of_target"].append(self._global_mean(torch.tensor(short / target)))
         return merged
+
+    def _global_max(self, value: int) -> int:
+        t = torch.tensor([value], device=self.accelerator.device)
+        return int(self.accelerator.gather(t).max().item())
 
     def _global_min(self, value: int) -> int:
         t = torch.tensor([value], device=self.accelerator.device)

@@ -9,6 +9,7 @@ SRL (or SFT) stage: a missing or incompatible checkpoint is an error, never a si
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,22 @@ def srl_dataset(path: str | Path, tokenizer=None, think_prefill: bool | str | No
     return Dataset.from_list(rows)
 
 
+# a step that only states the answer ("The answer is 48."), with no work of its own
+_ANSWER_ONLY = re.compile(r"^\s*the (?:final )?answer is\s*[-\d.,/]+\s*\.?\s*$", re.IGNORECASE)
+
+
 def rlvr_messages(trajectory, prompt_mode: str = "full") -> list[dict[str, Any]]:
-    """The RLVR prompt of one trajectory: the full problem, or (``final_step``) the SRL prompt for its last
-    step with the expert's earlier steps given, so the model writes the step that states the answer."""
+    """The RLVR prompt of one trajectory: the full problem, or (``final_step``) the SRL prompt for the step
+    that reaches the answer with the expert's earlier steps given: the last step, or the one before it when
+    the last only states the answer ("The answer is 48.", ``data.demo.answer_step``), which is a copy."""
     if prompt_mode == "full":
         return full_problem_messages(trajectory.problem)
     if prompt_mode == "final_step":
-        # the SRL builder's own prompt for the last step, so RLVR and SRL prompts can never drift apart
-        return instances_for(trajectory, trajectory_actions(trajectory), SRLBuildConfig())[-1]["prompt"]
+        # the SRL builder's own prompts, so RLVR and SRL prompts can never drift apart
+        instances = instances_for(trajectory, trajectory_actions(trajectory), SRLBuildConfig())
+        if len(instances) > 1 and _ANSWER_ONLY.match(instances[-1]["expert_step"]):
+            return instances[-2]["prompt"]
+        return instances[-1]["prompt"]
     raise ValueError(f"unknown RLVR prompt_mode {prompt_mode!r}")
 
 
