@@ -4,7 +4,8 @@
     srl-rlvr demo --out /tmp/demo --quick   # a few steps of each stage: a smoke test of the whole path
 
 Prepares the embedded SmolLM2-135M (once), writes the seeded arithmetic task, trains SRL then RLVR with
-the ``cpu`` tier's settings and evaluates the base, SRL and SRL→RLVR models on the test split. Writes
+the ``cpu`` tier's settings and evaluates the base, SRL and SRL→RLVR models on the held-out test split and
+the transfer split (same arithmetic, wording no split trains on), with intervals and paired tests. Writes
 DIR/report.md, DIR/report.json and DIR/models/{srl,srl_rlvr}.
 """
 
