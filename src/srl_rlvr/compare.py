@@ -69,7 +69,7 @@ from srl_rlvr.errors import UserInputError
 from srl_rlvr.prompts import normalise_prefill
 from srl_rlvr.training.pipeline import (
     DONE,
-    _link_or_copy,
+    link_or_copy,
     file_digest,
     prepare_data,
     read_json,
@@ -304,7 +304,7 @@ def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think
         get_peft_model(policy, _peft_config(lora)).save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     elif local.is_dir() and (local / "config.json").is_file() and not (local / "adapter_config.json").exists():
-        shutil.copytree(local, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MANIFEST, ".*"))
+        shutil.copytree(local, tmp, copy_function=link_or_copy, ignore=shutil.ignore_patterns(MANIFEST, ".*"))
     else:  # a hub id: save what loads
         policy, tokenizer = load_base_policy(base)
         policy.save_pretrained(str(tmp))

@@ -91,10 +91,10 @@ def _trim_at_eos(token_ids: list[int], eos_ids: set[int]) -> list[int]:
 
 
 def _hf_generation_kwargs(settings: DecodeSettings, pad_token_id: int) -> dict[str, Any]:
+    # one row per sample: generate() below repeats each prompt num_samples times (no num_return_sequences)
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": pad_token_id, "num_beams": 1}
     if settings.sample:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_k=0, top_p=1.0,
-                      num_return_sequences=settings.num_samples)
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_k=0, top_p=1.0)
     else:
         kwargs.update(do_sample=False)
     return kwargs
@@ -107,9 +107,9 @@ def generate(
 
     Prompts are rendered with the tokenizer's chat template (``add_generation_prompt=True``, plus
     ``<think>`` when ``settings.think_prefill``; see :func:`srl_rlvr.prompts.render_generation_prompt`), sorted by
-    token length so each batch pads little, and generated with left padding (decoder-only models
-    continue from the last position). Seeding is the caller's job: this function draws from torch's RNG
-    in a fixed order, so the same seed and inputs give the same samples.
+    token length so each batch pads little, and generated from one shared prefill of the batch's common
+    prefix (srl_rlvr.training.generation.generate_shared_prefix). Seeding is the caller's job: this function
+    draws from torch's RNG in a fixed order, so the same seed and inputs give the same samples.
     """
     import torch
     from transformers import GenerationConfig
@@ -120,35 +120,26 @@ def generate(
         raise ValueError("greedy decoding gives one completion per prompt; set sample=True for num_samples > 1")
     texts = [render_generation_prompt(tokenizer, p, settings.think_prefill) for p in prompts]
     # The chat template already holds the special tokens, so don't let the tokenizer add a BOS again.
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: (len(prompt_ids[i]), i))
     per_batch = max(1, settings.batch_size // settings.num_samples)
     device = next(model.parameters()).device
     eos_ids = _eos_ids(model, tokenizer)
-    kwargs = _hf_generation_kwargs(settings, tokenizer.pad_token_id)
+    config = GenerationConfig(**_hf_generation_kwargs(settings, tokenizer.pad_token_id), eos_token_id=sorted(eos_ids))
     results: list[list[Generation]] = [[] for _ in texts]
 
-    saved_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
-        config = GenerationConfig(**{k: v for k, v in kwargs.items() if k != "num_return_sequences"},
-                                  eos_token_id=sorted(eos_ids))
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=not batches):
-            # The same decoding as model.generate, but the prompts' common prefix (the system prompt) and each
-            # prompt's samples share one prefill (srl_rlvr.training.generation; a test checks equality).
-            prompt_ids = [tokenizer(texts[i], add_special_tokens=False)["input_ids"] for i in batch]
-            rows = [ids for ids in prompt_ids for _ in range(settings.num_samples)]
-            with torch.inference_mode():
-                out = generate_shared_prefix(model, rows, config, tokenizer.pad_token_id,
-                                             autocast=_autocast(device.type, settings.bf16))
-            new_tokens = out.tolist()
-            # the num_samples rows of one prompt are adjacent
-            for row, token_ids in enumerate(new_tokens):
-                kept = _trim_at_eos(token_ids, eos_ids)
-                text = tokenizer.decode(kept, skip_special_tokens=True)
-                text = with_prefill(text, settings.think_prefill)
-                results[batch[row // settings.num_samples]].append(Generation(text, len(kept)))
-    finally:
-        tokenizer.padding_side = saved_side
+    batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+    for batch in tqdm(batches, desc=desc, unit="batch", disable=not batches):
+        # The same decoding as model.generate, but the prompts' common prefix (the system prompt) and each
+        # prompt's samples share one prefill (srl_rlvr.training.generation; a test checks equality).
+        rows = [prompt_ids[i] for i in batch for _ in range(settings.num_samples)]
+        with torch.inference_mode():
+            out = generate_shared_prefix(model, rows, config, tokenizer.pad_token_id,
+                                         autocast=_autocast(device.type, settings.bf16))
+        # the num_samples rows of one prompt are adjacent
+        for row, token_ids in enumerate(out.tolist()):
+            kept = _trim_at_eos(token_ids, eos_ids)
+            text = tokenizer.decode(kept, skip_special_tokens=True)
+            text = with_prefill(text, settings.think_prefill)
+            results[batch[row // settings.num_samples]].append(Generation(text, len(kept)))
     return results

@@ -103,13 +103,12 @@ def set_summary(predictions: dict[str, list[Path]], data_path: Path,
     pairs = [(a, b) for a, b in pairs if a in correct and b in correct]
     comparisons = stats.compare_models(correct, pairs) if pairs else {}
     # the same tests within each number of steps: "does the gain hold on 2-3 step problems?"
-    by_steps: dict[str, Any] = {}
-    for g in sorted(set(groups)):
-        keep = [k for k, x in enumerate(groups) if x == g]
-        sub = {label: [[row[k] for k in keep] for row in rows] for label, rows in correct.items()}
-        by_steps[str(g)] = stats.compare_models(sub, pairs) if pairs else {}
+    def compare_on(keep: list[int]) -> dict[str, Any]:
+        subset = {label: [[row[k] for k in keep] for row in rows] for label, rows in correct.items()}
+        return stats.compare_models(subset, pairs) if pairs else {}
+
+    by_steps = {str(g): compare_on([k for k, x in enumerate(groups) if x == g]) for g in sorted(set(groups))}
     multi = [k for k, x in enumerate(groups) if x >= 2]
     if multi and pairs:
-        sub = {label: [[row[k] for k in multi] for row in rows] for label, rows in correct.items()}
-        by_steps["2+"] = stats.compare_models(sub, pairs)
+        by_steps["2+"] = compare_on(multi)
     return {"n": len(ids), "models": models, "comparisons": comparisons, "comparisons_by_steps": by_steps}

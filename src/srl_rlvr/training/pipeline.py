@@ -432,12 +432,10 @@ def _run_eval(config: PipelineConfig, out_dir: Path, data: DataFiles, ranks: Ran
 
     if not ranks.is_main:
         return StepOutcome("eval", True, 0.0)
-    if data.test is None and "test" in config.eval.sets:
-        raise UserInputError("the eval stage needs test data (data.test or data.demo)")
+    paths = {name: data.eval_set(name) for name in config.eval.sets}  # a set without data: an error before any eval
     eval_config = config.eval.eval_config()
     seconds, ran = 0.0, False
-    for set_name in config.eval.sets:
-        path = data.eval_set(set_name)
+    for set_name, path in paths.items():
         for label in config.eval.models:
             model = eval_model_path(config, out_dir, label)
             identity = config.model if label == "base" else _stage_done_hash(out_dir, MODEL_LABEL_STAGE[label])
@@ -465,7 +463,7 @@ def eval_dir(out_dir: Path, set_name: str, label: str) -> Path:
 
 
 # --- models ----------------------------------------------------------------------------------------------
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)  # a finished final is never written again, so sharing its inodes is safe
     except OSError:
@@ -482,7 +480,7 @@ def publish_models(out_dir: Path) -> dict[str, str]:
         target = out_dir / "models" / label
         tmp = target.with_name(f".{label}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(final, tmp, copy_function=_link_or_copy)
+        shutil.copytree(final, tmp, copy_function=link_or_copy)
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
         published[label] = str(target)

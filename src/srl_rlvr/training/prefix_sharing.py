@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from srl_rlvr.training.generation import MIN_COMMON_PREFIX
+
 
 def activation_checkpointing_on(model) -> bool:
     """Whether a checkpointed layer would drop the KV cache in a forward call now (see transformers'
@@ -43,7 +45,7 @@ def activation_checkpointing_on(model) -> bool:
 class SharedPrefixLogpsMixin:
     """Mix into a GRPOTrainer subclass; active when ``args.shared_prefix_training``."""
 
-    shared_prefix_min_common = 16  # common-prefix tokens below which the extra batch-1 pass is not worth it
+    shared_prefix_min_common = MIN_COMMON_PREFIX  # below this, the extra batch-1 pass is not worth it
     _shared_prefix_last: dict | None = None  # {"unique": U, "common": S} of the last shared-prefix call
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,

@@ -13,7 +13,6 @@ tests on per-problem mean correctness (srl_rlvr.eval.summary).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from srl_rlvr.config import PipelineConfig
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.eval import summary
+from srl_rlvr.training.pipeline import link_or_copy
 
 SEED_KEYS = ("srl.seed", "rlvr.seed", "sft.seed")
 
@@ -52,14 +52,7 @@ def _share_base_eval(first: Path, target: Path, sets: Sequence[str]) -> None:
         dst = target / "eval" / set_name / "base"
         if src.is_dir() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(src, dst, copy_function=_link)
-
-
-def _link(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+            shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
 def run_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str | Path, seeds: Sequence[int],
@@ -80,6 +73,22 @@ def run_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str | Path,
     return write_seeds_report(out, config, seeds, reports, command)
 
 
+def seed_predictions(labels: Sequence[str], seeds: Sequence[int], path_of: Callable[[int, str], Path],
+                     set_name: str) -> dict[str, list[Path]]:
+    """label -> its predictions.jsonl of every seed (``path_of(seed, label)``); the base model's of the first
+    seed only (the training seed does not touch it). A trained model with some seeds missing is an error."""
+    preds: dict[str, list[Path]] = {}
+    for label in labels:
+        paths = [p for s in seeds if (p := path_of(s, label)).is_file()]
+        if label == "base":
+            paths = paths[:1]
+        elif paths and len(paths) != len(seeds):
+            raise UserInputError(f"{label} on {set_name}: predictions for {len(paths)} of {len(seeds)} seeds")
+        if paths:
+            preds[label] = paths
+    return preds
+
+
 def seeds_summary(out: Path, config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
     """Per eval set: summary.set_summary over every seed's predictions (base: the first seed's)."""
     result: dict[str, Any] = {}
@@ -87,16 +96,10 @@ def seeds_summary(out: Path, config: PipelineConfig, seeds: Sequence[int]) -> di
         data = out / f"seed-{seeds[0]}" / "data" / f"{set_name}.jsonl"
         if not data.is_file():
             continue
-        preds: dict[str, list[Path]] = {}
-        for label in config.eval.models:
-            paths = [out / f"seed-{s}" / "eval" / set_name / label / "predictions.jsonl" for s in seeds]
-            paths = [p for p in paths if p.is_file()]
-            if label == "base":
-                paths = paths[:1]  # one eval: the training seed does not touch it
-            elif paths and len(paths) != len(seeds):
-                raise UserInputError(f"{label} on {set_name}: predictions for {len(paths)} of {len(seeds)} seeds")
-            if paths:
-                preds[label] = paths
+        def path_of(seed: int, label: str, set_name: str = set_name) -> Path:
+            return out / f"seed-{seed}" / "eval" / set_name / label / "predictions.jsonl"
+
+        preds = seed_predictions(config.eval.models, seeds, path_of, set_name)
         if preds:
             result[set_name] = summary.set_summary(preds, data)
     return result
@@ -142,8 +145,10 @@ def run_compare_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str
     summaries = {}
     for set_name in results[seeds[0]]["eval_sets"]:
         data = first / "data" / f"eval_{set_name}.jsonl"
-        preds = {arm: [out / f"seed-{s}" / "arms" / arm / "eval" / set_name / "predictions.jsonl"
-                       for s in (seeds[:1] if arm == "base" else seeds)] for arm in arms}
+        def path_of(seed: int, arm: str, set_name: str = set_name) -> Path:
+            return out / f"seed-{seed}" / "arms" / arm / "eval" / set_name / "predictions.jsonl"
+
+        preds = seed_predictions(arms, seeds, path_of, set_name)
         summaries[set_name] = summary.set_summary(preds, data, pairs=pairs)
     combined = {"command": command, "seeds": list(seeds), "eval_summary": summaries,
                 "per_seed": {str(s): str(out / f"seed-{s}" / "compare.json") for s in seeds}}
