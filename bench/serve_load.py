@@ -198,7 +198,8 @@ def main() -> None:
         rows.append((name, r["requests"] / r["seconds"], r["tokens"] / r["seconds"],
                      percentile(r["latencies"], 50), percentile(r["latencies"], 99), r["errors"], r["requests"]))
     print()
-    print(f"model: {a.model}   max_tokens: {a.max_tokens}   greedy   OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(f"model: {a.model}   max_tokens: {a.max_tokens}   greedy   "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print(f"{'side':<36}{'req/s':>8}{'tok/s':>9}{'p50 s':>8}{'p99 s':>8}{'errors':>8}{'requests':>10}")
     for name, rps, tps, p50, p99, errors, n in rows:
         print(f"{name:<36}{rps:>8.2f}{tps:>9.1f}{p50:>8.2f}{p99:>8.2f}{errors:>8}{n:>10}")

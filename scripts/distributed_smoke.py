@@ -71,7 +71,8 @@ def main() -> None:
     args = SRLConfig(
         output_dir=str(work / "out"), per_device_train_batch_size=4, num_generations=4, max_completion_length=12,
         max_steps=a.max_steps, learning_rate=1e-2, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-        bf16=False, gradient_checkpointing=False, reward_mode="lenient", max_refill_rounds=2, disable_tqdm=True, seed=0,
+        bf16=False, gradient_checkpointing=False, reward_mode="lenient", max_refill_rounds=2, disable_tqdm=True,
+        seed=0,
     )
     trainer = SRLTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          reward_funcs=[half_flat_reward(dataset)])

@@ -100,7 +100,8 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
     tokens = sum(n for _, n in timed_calls)
     rows = a.prompts * a.rollouts * len(timed_calls)  # completions generated in the timed steps
     return {
-        "model": a.model, "prompts": a.prompts, "rollouts": a.rollouts, "max_completion_length": a.max_completion_length,
+        "model": a.model, "prompts": a.prompts, "rollouts": a.rollouts,
+        "max_completion_length": a.max_completion_length,
         "bf16": a.bf16, "dynamic_sampling": a.dynamic_sampling, "timed_steps": len(timed_steps),
         "completion_tokens": tokens, "mean_completion_tokens": tokens / rows,
         "generation_seconds": gen_seconds, "step_seconds": step_seconds,
@@ -128,12 +129,15 @@ def throughput_yaml(r: dict[str, Any]) -> str:
     return "\n".join([
         "throughput:",
         "  measured: true",
-        f"  source: \"{r['cpus']} shared {r['cpu']} cores (load average {r['load_average'][0]:g}-{r['load_average'][1]:g}), "
-        f"{r['date']}, scripts/measure_cpu_throughput.py: {r['model']}, {r['prompts']} prompts x {r['rollouts']} rollouts, "
+        f"  source: \"{r['cpus']} shared {r['cpu']} cores "
+        f"(load average {r['load_average'][0]:g}-{r['load_average'][1]:g}), "
+        f"{r['date']}, scripts/measure_cpu_throughput.py: {r['model']}, "
+        f"{r['prompts']} prompts x {r['rollouts']} rollouts, "
         f"max_completion_length {r['max_completion_length']}, bf16 {str(r['bf16']).lower()}, "
         f"{r['timed_steps']} timed steps after 1 warm-up\"",
         f"  tokens_per_s: {r['generation_tokens_per_s']:.1f}        # completion tokens/s while generating",
-        f"  train_share: {r['train_share']:.2f}          # share of step time not generating (logprobs, backward, optimiser)",
+        f"  train_share: {r['train_share']:.2f}          "
+        "# share of step time not generating (logprobs, backward, optimiser)",
         f"  mean_completion_tokens: {r['mean_completion_tokens']:.1f}",
         f"  seconds_per_step: {r['seconds_per_step']:.1f}     # {r['prompts'] * r['rollouts']} rollouts per step",
         f"  end_to_end_tokens_per_s: {r['end_to_end_tokens_per_s']:.1f}",
@@ -157,7 +161,8 @@ def main() -> None:
     if a.steps < 2:
         p.error("--steps must be >= 2 (the first is warm-up)")
     r = measure(a)
-    print(f"{r['model']}: {r['prompts']} prompts x {r['rollouts']} rollouts, <= {r['max_completion_length']} new tokens, "
+    print(f"{r['model']}: {r['prompts']} prompts x {r['rollouts']} rollouts, "
+          f"<= {r['max_completion_length']} new tokens, "
           f"bf16={r['bf16']}, {r['timed_steps']} timed steps on {r['cpus']} CPUs ({r['torch_threads']} torch threads, "
           f"load average {r['load_average'][0]:g} before, {r['load_average'][1]:g} after)")
     print(f"  completion tokens/s (generation only): {r['generation_tokens_per_s']:.1f}")

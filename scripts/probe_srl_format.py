@@ -47,7 +47,8 @@ def main() -> None:
     strict = [srl_step_reward(c, r["expert_step"]) for c, r in zip(completions, rows)]
     lenient = [srl_step_reward(c, r["expert_step"], mode="lenient") for c, r in zip(completions, rows)]
     n = len(rows)
-    print(f"{a.model} prefill={a.think_prefill} example={not a.no_example}: format-OK {sum(s >= 0 for s in strict)}/{n}, "
+    print(f"{a.model} prefill={a.think_prefill} example={not a.no_example}: "
+          f"format-OK {sum(s >= 0 for s in strict)}/{n}, "
           f"strict {sum(strict) / n:+.3f}, lenient {sum(lenient) / n:+.3f}")
 
 

@@ -10,12 +10,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from srl_rlvr import compare
-from srl_rlvr.compare import ARMS, BASE_INIT, compare_settings, plan_arms, run_compare
-from srl_rlvr.compare_report import DOCS_BEGIN, DOCS_END, update_docs
-from srl_rlvr.config import load_pipeline_config
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.training.stages import MANIFEST, load_stage_checkpoint, read_manifest
+from srl_rlvr.pipelines.compare import run as compare
+from srl_rlvr.pipelines.compare.report import DOCS_BEGIN, DOCS_END, update_docs
+from srl_rlvr.pipelines.compare.run import ARMS, BASE_INIT, compare_settings, plan_arms, run_compare
+from srl_rlvr.pipelines.config import load_pipeline_config
+from srl_rlvr.registry.manifest import STAGE_MANIFEST as MANIFEST
+from srl_rlvr.registry.manifest import read_manifest
+from srl_rlvr.training.stages import load_stage_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 AIME25 = REPO / "tests" / "fixtures" / "aime25_sample.jsonl"
@@ -38,7 +40,8 @@ def tiny_config(model_dir: Path, **overrides):
         "sft": SFT_ARGS,
         "eval": {"max_new_tokens": 4, "batch_size": 4, "limit": 2},  # a set's own limit wins (champ: 3)
         "tracking.mlflow": False,
-        "compare": {"eval_data": {"aime25": {"path": str(AIME25), "limit": 2}, "champ": {"path": "champ", "limit": 3}}},
+        "compare": {"eval_data": {"aime25": {"path": str(AIME25), "limit": 2},
+                                  "champ": {"path": "champ", "limit": 3}}},
         **overrides,
     })
 
@@ -84,7 +87,8 @@ def test_budgets_are_equal_and_tokens_are_counted(finished):
     _, result = finished
     budget, arms = result["budget"], result["arms"]
     assert budget["equal"] is True and budget["steps_per_trained_arm"] == 2
-    assert {a: arms[a]["steps"] for a in ARMS} == {"base": 0, "sft": 2, "rlvr": 2, "srl": 2, "srl_rlvr": 2, "sft_rlvr": 2}
+    assert {a: arms[a]["steps"] for a in ARMS} == {"base": 0, "sft": 2, "rlvr": 2, "srl": 2, "srl_rlvr": 2,
+                                                   "sft_rlvr": 2}
     split = {a: [(s["kind"], s["global_step"]) for s in arms[a]["stages"]] for a in ("srl_rlvr", "sft_rlvr")}
     assert split == {"srl_rlvr": [("srl", 1), ("rlvr", 1)], "sft_rlvr": [("sft", 1), ("rlvr", 1)]}
     # 4 completions of 8 tokens per RL step (the tiny model never stops early); SFT generates nothing.
@@ -162,7 +166,8 @@ def test_changed_rlvr_budget_reruns_only_rlvr_stages_and_their_evals(tiny_model_
     # their first stage (still S = 1) and rerun only RLVR.
     assert len(srl.calls) == 1 and len(sft.calls) == 1 and len(rlvr.calls) == 3
     assert {str(call[0][0]) for call in evaluated.calls} >= {str(out / "arms" / "srl_rlvr" / "rlvr" / "final")}
-    assert len(evaluated.calls) == 5 * 4  # every trained arm on 4 eval sets (test, transfer, aime25, champ); base is skipped
+    # every trained arm on 4 eval sets (test, transfer, aime25, champ); base is skipped
+    assert len(evaluated.calls) == 5 * 4
     assert result["budget"]["steps_per_trained_arm"] == 3 and result["budget"]["equal"]
 
 
@@ -170,13 +175,15 @@ def test_docs_section_is_replaced_in_place(finished, tmp_path):
     out, result = finished
     docs = tmp_path / "docs" / "results.md"
     docs.parent.mkdir()
-    docs.write_text(f"# Results\n\nintro\n\n{DOCS_BEGIN}\nold table\n{DOCS_END}\n\n## Later section\n", encoding="utf-8")
+    docs.write_text(f"# Results\n\nintro\n\n{DOCS_BEGIN}\nold table\n{DOCS_END}\n\n## Later section\n",
+                    encoding="utf-8")
     plots = {"reward_curves": True, "accuracy": True}
     update_docs(docs, result, out, plots)
     once = docs.read_text()
     update_docs(docs, result, out, plots)
     assert docs.read_text() == once
-    assert "old table" not in once and once.startswith("# Results\n\nintro\n\n") and once.endswith("## Later section\n")
+    assert ("old table" not in once and once.startswith("# Results\n\nintro\n\n")
+            and once.endswith("## Later section\n"))
     assert once.count(DOCS_BEGIN) == 1 and "| SRL→RLVR |" in once and "srl-rlvr compare tiny.yaml --out out" in once
     assert "![reward per optimiser step](img/compare_reward_curves.png)" in once
     assert (tmp_path / "docs" / "img" / "compare_accuracy.png").is_file()
@@ -191,7 +198,8 @@ def test_docs_section_is_replaced_in_place(finished, tmp_path):
 
 def test_shipped_cpu_config_loads_with_its_command_in_the_header():
     path = REPO / "configs" / "compare-cpu.yaml"
-    assert path.read_text().splitlines()[0] == "# srl-rlvr compare configs/compare-cpu.yaml --out out/compare-cpu --docs docs/results.md"
+    assert path.read_text().splitlines()[0] == ("# srl-rlvr compare configs/compare-cpu.yaml --out out/compare-cpu "
+                                                "--docs docs/results.md")
     config = load_pipeline_config(path)
     settings = compare_settings(config)
     assert config.tier == "cpu" and config.model == "smollm2-135m" and config.data.demo is not None

@@ -6,20 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from srl_rlvr.config import (
-    TIERS_DIR,
+from srl_rlvr.core.yamlconf import parse_set_options
+from srl_rlvr.errors import UserInputError
+from srl_rlvr.pipelines.config import (
     PipelineConfig,
     list_tiers,
     load_pipeline_config,
     load_tier,
-    parse_set_options,
 )
-from srl_rlvr.errors import UserInputError
+from srl_rlvr.tiers import TIERS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 # Pipeline configs only: serve.yaml and route-*.yaml have their own schemas, loaded by tests/serving and tests/routing.
 NOT_PIPELINE = {"serve.yaml", "route-cpu.yaml"}
-SHIPPED = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_PIPELINE) + sorted(TIERS_DIR.glob("*.yaml"))
+SHIPPED = (sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_PIPELINE)
+           + sorted(TIERS_DIR.glob("*.yaml")))
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -137,7 +138,8 @@ def test_float_written_the_yaml_1_1_way_is_a_float(tmp_path):
 
 def test_overrides_win_and_are_checked(tmp_path):
     path = write(tmp_path, "tier: cpu\nsrl: {max_steps: 3}\n")
-    over = parse_set_options(["srl.max_steps=5", "stages=[srl, eval]", "lora.r=8", "eval.limit=4", "srl.learning_rate=2e-5"])
+    over = parse_set_options(["srl.max_steps=5", "stages=[srl, eval]", "lora.r=8", "eval.limit=4",
+                              "srl.learning_rate=2e-5"])
     config = load_pipeline_config(path, over)
     assert config.srl["max_steps"] == 5 and config.stages == ["srl", "eval"]
     assert config.lora == {"r": 8} and config.eval.settings["limit"] == 4

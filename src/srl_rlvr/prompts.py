@@ -69,8 +69,10 @@ def render_step_prompt(problem: str, previous: list[str], k: int) -> str:
     return f"Problem:\n{problem}\n\nSteps so far:\n{render_steps(previous)}\n\nWrite step {k}."
 
 
-def srl_step_messages(problem: str, previous: list[str], k: int, system: str = SRL_SYSTEM_PROMPT) -> list[dict[str, Any]]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": render_step_prompt(problem, previous, k)}]
+def srl_step_messages(problem: str, previous: list[str], k: int,
+                      system: str = SRL_SYSTEM_PROMPT) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": render_step_prompt(problem, previous, k)}]
 
 
 def full_problem_messages(problem: str) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ import pytest
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "srl_rlvr.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "srl_rlvr.cli.main", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
 
 
 def test_build_and_inspect_demo_data(tmp_path):
@@ -52,7 +53,8 @@ def test_demo_split_sizes(tmp_path):
 @pytest.mark.parametrize(
     "content, where",
     [
-        (b'{"id": "a", "problem": "p", "steps": ["x"]}\n{"id": "b", "problem": "p", "steps": "not a list"}\n', ":2: field 'steps'"),
+        (b'{"id": "a", "problem": "p", "steps": ["x"]}\n{"id": "b", "problem": "p", "steps": "not a list"}\n',
+         ":2: field 'steps'"),
         (b'{"id": "a", "problem": "p", "steps": ["x"]}\n{oops\n', ":2: field '<json>'"),
         (b'{"id": "a", "problem": "\xff", "steps": ["x"]}\n', ":1: field '<line>'"),
     ],
@@ -68,7 +70,8 @@ def test_bad_input_is_one_clear_line(tmp_path, content, where):
 
 def test_skip_invalid_counts_and_reports(tmp_path):
     bad = tmp_path / "mixed.jsonl"
-    bad.write_bytes(b'{"id": "a", "problem": "p", "steps": ["x", "y"]}\n{"id": 3}\n{"id": "c", "problem": "p", "steps": ["z"]}\n')
+    bad.write_bytes(b'{"id": "a", "problem": "p", "steps": ["x", "y"]}\n{"id": 3}\n'
+                    b'{"id": "c", "problem": "p", "steps": ["z"]}\n')
     r = run_cli("data", "build", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--skip-invalid")
     assert r.returncode == 0, r.stderr
     assert "2 valid, 1 invalid rows skipped" in r.stdout and "instances written: 3" in r.stdout

@@ -12,6 +12,9 @@ import pytest
 
 from srl_rlvr.data import demo
 from srl_rlvr.data.demo import ANSWER_PHRASE, SPLITS, make_demo_splits, make_demo_task, write_demo_task
+from srl_rlvr.data.demo import problems as demo_problems
+from srl_rlvr.data.demo import splits as demo_splits
+from srl_rlvr.data.demo import transfer as demo_transfer
 from srl_rlvr.data.schema import validate_trajectory
 
 STEP_MATH = re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)")
@@ -59,13 +62,14 @@ def _core(rows: list[dict]) -> list[tuple]:
 def _old_test_split(n: int, seed: int, style: str = "prose", min_ops: int = 2, max_ops: int = 4,
                     numbers: str = "standard") -> list[dict]:
     """The test split as it was before dev existed: the 'srl-rlvr-demo-test-' stream, excluding nothing."""
-    return demo._generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n, "test", set(), style,
+    return demo_splits._generate(random.Random(f"srl-rlvr-demo-test-{seed}"), n, "test", set(), style,
                           (min_ops, max_ops), demo.NUMBER_SCALES[numbers])
 
 
 # --- shape ------------------------------------------------------------------------------------------------
 def test_counts_ids_and_fields(splits: dict[str, list[dict]]) -> None:
-    assert {name: len(rows) for name, rows in splits.items()} == {"train": 400, "dev": 100, "test": 100, "transfer": 100}
+    assert {name: len(rows) for name, rows in splits.items()} == {"train": 400, "dev": 100, "test": 100,
+                                                                   "transfer": 100}
     assert splits["train"][0]["id"] == "demo-train-0001" and splits["test"][-1]["id"] == "demo-test-0100"
     assert splits["dev"][0]["id"] == "demo-dev-0001" and splits["transfer"][-1]["id"] == "demo-transfer-0100"
     assert len({r["id"] for r in _all(splits)}) == 700
@@ -83,7 +87,8 @@ def test_make_demo_task_returns_the_train_and_test_splits() -> None:
     train, test = make_demo_task(40, 20, seed=3, n_dev=30, n_transfer=10)
     got = make_demo_splits(n_train=40, n_dev=30, n_test=20, n_transfer=10, seed=3)
     assert (train, test) == (got["train"], got["test"])
-    assert make_demo_task(40, 20, seed=3) == (lambda s: (s["train"], s["test"]))(make_demo_splits(40, 100, 20, 100, seed=3))
+    assert make_demo_task(40, 20, seed=3) == (lambda s: (s["train"], s["test"]))(
+        make_demo_splits(40, 100, 20, 100, seed=3))
 
 
 # --- the protocol: disjoint, independent, dev is the old test -------------------------------------------
@@ -118,11 +123,11 @@ def test_exclusions_are_exercised_where_collisions_happen() -> None:
     # stream draws dev problems: the splits above are disjoint because these were skipped, not by luck.
     options = {"min_ops": 1, "max_ops": 1, "numbers": "small"}
     ops, scale = (1, 1), demo.NUMBER_SCALES["small"]
-    raw_test = demo._generate(random.Random("srl-rlvr-demo-heldout-0"), 300, "test", set(), "prose", ops, scale)
+    raw_test = demo_splits._generate(random.Random("srl-rlvr-demo-heldout-0"), 300, "test", set(), "prose", ops, scale)
     got = make_demo_splits(300, 300, 300, 300, seed=0, **options)
     assert set(_texts(raw_test)) & set(_texts(_old_test_split(demo.RESERVE, 0, **options)))
     assert _texts(got["test"]) != _texts(raw_test)
-    raw_train = demo._generate(random.Random("srl-rlvr-demo-train-0"), 300, "train", set(), "prose", ops, scale)
+    raw_train = demo_splits._generate(random.Random("srl-rlvr-demo-train-0"), 300, "train", set(), "prose", ops, scale)
     assert set(_texts(raw_train)) & set(_texts(got["dev"])) and _texts(got["train"]) != _texts(raw_train)
 
 
@@ -158,7 +163,7 @@ def test_dev_is_the_old_test_split() -> None:
 
 def test_train_keeps_its_stream(splits: dict[str, list[dict]]) -> None:
     # Train is the train stream minus dev (the old test); the new test/transfer splits never displace a row.
-    old_train = demo._generate(random.Random("srl-rlvr-demo-train-0"), 400, "train", set(_texts(splits["dev"])),
+    old_train = demo_splits._generate(random.Random("srl-rlvr-demo-train-0"), 400, "train", set(_texts(splits["dev"])),
                                "prose", (2, 4), demo.NUMBER_SCALES["standard"])
     assert splits["train"] == old_train
 
@@ -222,8 +227,8 @@ def test_equation_steps_are_bare(equation_splits: dict[str, list[dict]]) -> None
 # --- the transfer phrasing family ------------------------------------------------------------------------
 def _standard_verb_phrases() -> set[str]:
     """Every verb phrase of the standard family's clauses ('buys', 'gives away', 'lends out', 'is handed', ...)."""
-    phrases = {"ends up with", "times as many", *(v for pair in demo._TIMES_VERB.values() for v in pair)}
-    for scene in demo._SCENES:
+    phrases = {"ends up with", "times as many", *(v for pair in demo_problems._TIMES_VERB.values() for v in pair)}
+    for scene in demo.SCENES:
         for clause, _ in scene.add + scene.sub:
             phrases.add(clause.split(" {k}")[0])
     return phrases
@@ -255,8 +260,8 @@ def test_transfer_shares_no_standard_verb_phrase(families: tuple[list[dict], lis
     phrases = _standard_verb_phrases()
     assert {"buys", "gives away", "lends out", "is handed", "trades for", "doubles", "ends up with"} <= phrases
     assert all(r.get("phrasing") == "transfer" for r in transfer) and all("phrasing" not in r for r in standard)
-    names = {n.lower() for names in demo._NAMES.values() for n in names}
-    nouns = {w for scene in demo._SCENES for w in scene.objects + scene.containers}
+    names = {n.lower() for names in demo_problems._NAMES.values() for n in names}
+    nouns = {w for scene in demo.SCENES for w in scene.objects + scene.containers}
     for row in transfer:
         text = " ".join(_words(row["problem"]))
         for phrase in phrases:
@@ -277,7 +282,7 @@ def test_transfer_wording_barely_overlaps_the_standard_family(families: tuple[li
                  "In the morning", "On Monday", "To begin with", "Early on", "; ",  # connectives, one-sentence form
                  "bakery", "classroom", "farm", "library", "apiece", "each holding"):  # subjects, frames
         assert any(part in t for t in texts), part
-    assert any(t.startswith(demo._TRANSFER_NAMES) for t in texts)  # and named people
+    assert any(t.startswith(demo_transfer._TRANSFER_NAMES) for t in texts)  # and named people
     assert not any(r["problem"].startswith(("First", "Then")) or " First " in r["problem"] for r in transfer)
 
 

@@ -90,7 +90,8 @@ def test_s1k_titles_stay_with_their_steps() -> None:
 def test_s1k_final_answer_text_stays_in_the_last_step() -> None:
     rows = load_s1k(S1K).rows
     assert split_steps(rows[0].solution)[-1].endswith(r"Final Answer: \(\boxed{6}\)")
-    assert split_steps(rows[5].solution)[-1].startswith("**Add**") and "### Final Answer" in split_steps(rows[5].solution)[-1]
+    assert (split_steps(rows[5].solution)[-1].startswith("**Add**")
+            and "### Final Answer" in split_steps(rows[5].solution)[-1])
 
 
 def test_s1k_nested_and_unindented_lists_stay_inside_a_step() -> None:
@@ -207,7 +208,8 @@ def test_champ_first_problem_matches_the_source(champ: list[Trajectory]) -> None
     first = champ[0]
     assert first.problem.startswith("Let a string consist of digit 1, 2, 3.")
     assert first.answer == "239"
-    assert first.steps[0] == "Let x_n, y_n, z_n be the number of length-n strings that end with digit 1, 2, 3 respectively."
+    assert first.steps[0] == ("Let x_n, y_n, z_n be the number of length-n strings "
+                              "that end with digit 1, 2, 3 respectively.")
     assert len(first.steps) == 6
 
 
@@ -272,7 +274,8 @@ def test_parallel_tool_results_share_one_user_message(transcripts: list[Trajecto
     turns = agent_turns(transcripts[1].messages)
     assert turns[1].context[1] == {
         "role": "user",
-        "content": "Observation (bash):\njob_id,started,status\n1041,2024-05-01T10:00:00,ok\n1042,2024-05-01T10:05:00,failed"
+        "content": "Observation (bash):\njob_id,started,status\n1041,2024-05-01T10:00:00,ok\n"
+        "1042,2024-05-01T10:05:00,failed"
         "\n\nObservation (bash):\n213 logs/jobs.csv",
     }
 
@@ -299,7 +302,8 @@ def test_render_action_is_deterministic_and_compact() -> None:
         "role": "assistant",
         "content": "Editing now.",
         "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "edit", "arguments": '{"path": "a.py", "b": [1, 2], "a": {"z": 1, "y": "é"}}'}},
+            {"id": "c1", "type": "function",
+             "function": {"name": "edit", "arguments": '{"path": "a.py", "b": [1, 2], "a": {"z": 1, "y": "é"}}'}},
             {"id": "c2", "type": "function", "function": {"name": "python", "arguments": "print(1)"}},
         ],
     }
@@ -308,7 +312,8 @@ def test_render_action_is_deterministic_and_compact() -> None:
         '<tool_call>{"name":"edit","arguments":{"a":{"y":"é","z":1},"b":[1,2],"path":"a.py"}}</tool_call>\n'
         '<tool_call>{"name":"python","arguments":"print(1)"}</tool_call>'
     )
-    assert render_action({"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}) == (
+    assert render_action({"role": "assistant", "content": None,
+                          "function_call": {"name": "f", "arguments": "{}"}}) == (
         '<tool_call>{"name":"f","arguments":{}}</tool_call>'
     )
     assert render_action({"role": "assistant", "content": "  plain answer \n"}) == "plain answer"
@@ -344,10 +349,12 @@ def test_explicit_problem_wins_and_id_defaults_to_the_line(tmp_path: Path) -> No
          "holds no assistant message, so there is no expert action"),
         ({"messages": [{"role": "user", "content": "t"}, {"role": "assistant", "content": 5}]}, "messages.1.content",
          "expected a string or a list of parts, got int"),
-        ({"messages": [{"role": "user", "content": "t"}, {"role": "assistant", "content": None}]}, "messages.1.content",
+        ({"messages": [{"role": "user", "content": "t"}, {"role": "assistant", "content": None}]},
+         "messages.1.content",
          "assistant message has neither content nor tool_calls"),
-        ({"messages": [{"role": "user", "content": "t"}, {"role": "assistant", "content": None,
-                                                          "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}]},
+        ({"messages": [{"role": "user", "content": "t"},
+                       {"role": "assistant", "content": None,
+                        "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}]},
          "messages.1.tool_calls.0.function.name", "is required (a string)"),
         ({"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]}, "messages",
          "the transcript has no user message to take the problem from"),

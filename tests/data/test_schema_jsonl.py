@@ -38,10 +38,12 @@ def test_good_file_loads_and_keeps_extra_fields(tmp_path):
         (json.dumps({"id": "a", "problem": "p", "steps": ["ok", "  "]}).encode(), "steps", "step 2 is empty"),
         (json.dumps({"id": "a", "problem": "p", "steps": ["ok", 3]}).encode(), "steps.1", "string"),
         (json.dumps({"id": "a", "problem": "p"}).encode(), "steps|solution|messages", "exactly one"),
-        (json.dumps({"id": "a", "problem": "p", "steps": ["a"], "solution": "b"}).encode(), "steps|solution|messages", "exactly one"),
+        (json.dumps({"id": "a", "problem": "p", "steps": ["a"], "solution": "b"}).encode(), "steps|solution|messages",
+         "exactly one"),
         (json.dumps({"id": "a", "problem": "p", "steps": ["a"], "domain": "chem"}).encode(), "domain", "'math'"),
         (json.dumps({"id": "a", "problem": "", "steps": ["a"]}).encode(), "problem", "empty"),
-        (json.dumps({"id": "a", "problem": "p", "messages": [{"role": "user", "content": "x"}]}).encode(), "messages", "assistant"),
+        (json.dumps({"id": "a", "problem": "p", "messages": [{"role": "user", "content": "x"}]}).encode(), "messages",
+         "assistant"),
         (b'{"id": "a", "problem": "caf\xe9", "steps": ["a"]}', "<line>", "UTF-8"),
         (json.dumps({"id": "good-0", "problem": "p", "steps": ["a"]}).encode(), "id", "duplicate"),
     ],
@@ -87,22 +89,30 @@ def _mutations() -> st.SearchStrategy[bytes]:
     wrong_type = st.builds(
         lambda f, v: json.dumps({**GOOD, f: v}).encode(),
         field,
-        st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.dictionaries(st.text(max_size=3), json_scalars, max_size=2)),
+        st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(),
+                  st.dictionaries(st.text(max_size=3), json_scalars, max_size=2)),
     )
-    missing = st.builds(lambda f: json.dumps({k: v for k, v in GOOD.items() if k != f}).encode(), st.sampled_from(["id", "problem", "steps"]))
+    missing = st.builds(lambda f: json.dumps({k: v for k, v in GOOD.items() if k != f}).encode(),
+                        st.sampled_from(["id", "problem", "steps"]))
     truncated = st.builds(lambda n: json.dumps(GOOD).encode()[:n], st.integers(1, len(json.dumps(GOOD)) - 1))
-    not_object = st.builds(lambda v: json.dumps(v).encode(), st.one_of(json_scalars.filter(lambda v: v is not None and v != ""), st.lists(json_scalars, max_size=3)))
-    non_utf8 = st.builds(lambda b: b'{"id": "a' + b + b'"}', st.sampled_from([b"\xff", b"\xc3\x28", b"\xe9", b"\x80\x80", b"\xed\xa0\x80"]))
-    empty_steps = st.builds(lambda ws: json.dumps({**GOOD, "steps": ["fine", ws]}).encode(), st.sampled_from(["", " ", "\t\n"]))
+    not_object = st.builds(lambda v: json.dumps(v).encode(),
+                           st.one_of(json_scalars.filter(lambda v: v is not None and v != ""),
+                                     st.lists(json_scalars, max_size=3)))
+    non_utf8 = st.builds(lambda b: b'{"id": "a' + b + b'"}',
+                         st.sampled_from([b"\xff", b"\xc3\x28", b"\xe9", b"\x80\x80", b"\xed\xa0\x80"]))
+    empty_steps = st.builds(lambda ws: json.dumps({**GOOD, "steps": ["fine", ws]}).encode(),
+                            st.sampled_from(["", " ", "\t\n"]))
     return st.one_of(wrong_type, missing, truncated, not_object, non_utf8, empty_steps)
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(bad=_mutations(), before=st.integers(0, 3), after=st.integers(0, 3))
 def test_fuzz_bad_files(tmp_path, bad, before, after):
     """≥1000 generated bad files: the error names the right line, and skipping keeps every good row."""
     p = tmp_path / "fuzz.jsonl"
-    lines = [good_row(i) for i in range(before)] + [bad.replace(b"\n", b" ") + b"\n"] + [good_row(before + i) for i in range(after)]
+    lines = ([good_row(i) for i in range(before)] + [bad.replace(b"\n", b" ") + b"\n"]
+             + [good_row(before + i) for i in range(after)])
     p.write_bytes(b"".join(lines))
     with pytest.raises(InvalidRecord) as exc:
         load_trajectories(p)

@@ -175,7 +175,8 @@ def test_crlf_and_lone_cr_line_endings() -> None:
 
 def test_unicode_text() -> None:
     text = "前言：我们计算。\n1. **求和**：1 + 2 = 3。\n2. **结论** — α ≤ β, √4 = 2 ✓\n   • détail"
-    assert split_steps(text) == ["前言：我们计算。", "**求和**：1 + 2 = 3。", "**结论** — α ≤ β, √4 = 2 ✓\n   • détail"]
+    assert split_steps(text) == ["前言：我们计算。", "**求和**：1 + 2 = 3。",
+                                 "**结论** — α ≤ β, √4 = 2 ✓\n   • détail"]
 
 
 def test_line_separators_other_than_newline_do_not_split() -> None:

@@ -11,8 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from srl_rlvr.data.schema import Trajectory
-from srl_rlvr.eval import EvalConfig, evaluate, rescore_predictions, write_eval_outputs
-from srl_rlvr.eval import generation
+from srl_rlvr.eval import EvalConfig, evaluate, generation, rescore_predictions, write_eval_outputs
 from srl_rlvr.eval.generation import DecodeSettings, Generation
 from srl_rlvr.prompts import full_solution_text
 
@@ -127,7 +126,8 @@ def test_stepwise_stops_at_the_answer_or_max_steps(monkeypatch):
         return out
 
     monkeypatch.setattr(generation, "generate", fake)
-    result = evaluate("fake", _items(2), EvalConfig(mode="stepwise", max_steps=5), model=_NoModel(), tokenizer=object())
+    result = evaluate("fake", _items(2), EvalConfig(mode="stepwise", max_steps=5), model=_NoModel(),
+                      tokenizer=object())
     first, second = result.predictions
     assert first["steps"] == ["keep going 1", "no tags, step 2", "so 10. The answer is 10."]
     assert first["completion"] == full_solution_text(first["steps"]) and first["correct"] is True
@@ -149,7 +149,8 @@ def test_tiny_model_run_outputs_and_determinism(tiny_model_dir, tmp_path):
     assert first.predictions == second.predictions
     assert all(len(p["sample_completions"]) == 2 for p in first.predictions)
     other_seed = evaluate(str(tiny_model_dir), items, EvalConfig(k=2, batch_size=4, max_new_tokens=6, seed=2))
-    assert [p["sample_completions"] for p in other_seed.predictions] != [p["sample_completions"] for p in first.predictions]
+    assert ([p["sample_completions"] for p in other_seed.predictions]
+            != [p["sample_completions"] for p in first.predictions])
 
     paths = write_eval_outputs(first, tmp_path / "out")
     rescored = rescore_predictions(paths["predictions"], _write_data(tmp_path / "d.jsonl", items))
@@ -214,10 +215,9 @@ def test_cli_data_without_answers_is_exit_2(tmp_path, capsys):
 
 
 def test_think_prefill_follows_the_stage_manifest(fake_full_generation, tmp_path):
-    from srl_rlvr.eval.harness import STAGE_MANIFEST, model_think_prefill
-    from srl_rlvr.training.stages import MANIFEST
+    from srl_rlvr.eval.harness import model_think_prefill
+    from srl_rlvr.registry.manifest import STAGE_MANIFEST as MANIFEST
 
-    assert STAGE_MANIFEST == MANIFEST
     trained = tmp_path / "final"
     trained.mkdir()
     (trained / MANIFEST).write_text(json.dumps({"stage": "srl", "think_prefill": True}))

@@ -49,7 +49,7 @@ def test_register_reward_adds_and_refuses_duplicates() -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_reward("srl")(constant)
     finally:
-        del REWARD_FUNCS["test_constant"]
+        REWARD_FUNCS.remove("test_constant")
     with pytest.raises(ValueError):
         register_reward("")
 

@@ -269,7 +269,8 @@ def test_network_namespace_cuts_even_loopback(listening_port: int) -> None:
 @pytest.mark.skipif(not CAN_DROP_PRIVILEGES, reason="not root, or nobody could not load the interpreter here")
 def test_privilege_drop_alone_stops_writes_to_the_repo(outside_targets: list[Path]) -> None:
     repo_target = outside_targets[1]
-    code = f"import os\nUID = os.getuid()\ntry:\n    open({str(repo_target)!r}, 'w')\nexcept PermissionError:\n    pass"
+    code = (f"import os\nUID = os.getuid()\ntry:\n    open({str(repo_target)!r}, 'w')\n"
+            "except PermissionError:\n    pass")
     tests = [
         "assert UID != 0",
         "import os\nos.kill(1, 0)",  # may not signal other users' processes

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from srl_rlvr.rewards import parse_think_action, srl_step_reward
-from srl_rlvr.rewards import similarity
+from srl_rlvr.rewards import parse_think_action, similarity, srl_step_reward
 from srl_rlvr.rewards.similarity import difflib_ratio
 
 PROPERTY_SETTINGS = settings(

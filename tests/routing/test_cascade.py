@@ -6,11 +6,12 @@ import json
 
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.routing import Cascade, MathVerifier, Tier, TierCost
-from srl_rlvr.routing.demo_solver import DemoSolverCaller
+from srl_rlvr.routing.backends import DemoSolverCaller
 
 SMALL = Tier("small", "hf", "m", TierCost(0.0, 1.0))
 TEACHER = Tier("teacher", "demo_solver", None, TierCost(3.0, 15.0), simulated=True)
-PROBLEM = "Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more. How many pens does she have now?"
+PROBLEM = ("Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more. "
+           "How many pens does she have now?")
 
 
 def test_verifier_checks_format_and_agreement():

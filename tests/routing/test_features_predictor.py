@@ -85,7 +85,8 @@ def test_held_out_router_beats_random_when_difficulty_shows_in_the_prompt(demo_r
     prompts = [r["problem"] for r in demo_rows]
     weak = [float(rng.random() < rate[r["num_ops"]]) for r in demo_rows]
     strong = [1.0] * len(prompts)
-    q = held_out_qualities(prompts, {"small": weak, "big": strong}, folds=2, seed=0, C=1.0, hash_dim=0, min_per_class=2)
+    q = held_out_qualities(prompts, {"small": weak, "big": strong}, folds=2, seed=0, C=1.0, hash_dim=0,
+                           min_per_class=2)
     ours = M.apgr(M.gap_curve([-x["small"] for x in q], weak, strong))
     rand = M.random_router_summary(weak, strong, seeds=20)["apgr"]
     oracle = M.apgr(M.gap_curve([1 - w for w in weak], weak, strong))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.routing.build import build_cascade, build_router
 from srl_rlvr.routing.config import load_route_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +81,9 @@ def test_quality_from_an_eval_report(tmp_path):
 def test_build_cascade_and_router_need_a_price_for_measured_tiers(tmp_path):
     config = load_route_config(SHIPPED)
     with pytest.raises(UserInputError, match="measured throughput"):
-        config.build_router()
+        build_router(config)
     tiers = config.resolved_tiers({"base": 40.0, "srl_rlvr": 40.0})
     assert tiers[0].cost.usd_per_mtok_output == pytest.approx(0.10 / (40 * 3600) * 1e6)
-    cascade = config.build_cascade(tiers, log=tmp_path / "esc.jsonl")
+    cascade = build_cascade(config, tiers, log=tmp_path / "esc.jsonl")
     assert [t.name for t in cascade.tiers] == ["srl_rlvr", "teacher"] and cascade.k == config.cascade.k
-    assert config.build_router(None, tiers).model == "router-cb-0.5"
+    assert build_router(config, None, tiers).model == "router-cb-0.5"

@@ -59,7 +59,8 @@ cascade: {{k: 1}}
     assert m["cpt80"] < m["random"]["cpt80"]
     assert m["strong_share"] == pytest.approx(0.5, abs=0.05)
     assert m["accuracy"] > m["random"]["accuracy"]  # same strong share, better picks
-    assert m["tiers"]["teacher"]["simulated"] and m["simulated_tiers"] == ["teacher"] and "SIMULATED" in m["simulated_note"]
+    assert (m["tiers"]["teacher"]["simulated"] and m["simulated_tiers"] == ["teacher"]
+            and "SIMULATED" in m["simulated_note"])
     assert "cross-fitting" in m["held_out"]
     assert (out / "cost_quality.png").stat().st_size > 10_000
     escalations = load_source(str(out / "escalations.jsonl")).rows
@@ -80,7 +81,8 @@ cascade: {{k: 2}}
 eval: {{max_new_tokens: 4, batch_size: 8}}
 """)
     out = tmp_path / "out"
-    assert _run(["route", "eval", "--config", str(config), "--data", str(demo), "--out", str(out), "--limit", "6"]) == 0
+    assert _run(["route", "eval", "--config", str(config), "--data", str(demo), "--out", str(out),
+                 "--limit", "6"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 6 and m["tiers"]["tiny"]["accuracy"] == 0.0 and m["tiers"]["teacher"]["accuracy"] == 1.0
     assert "(measured)" in m["tiers"]["tiny"]["cost_source"] and m["tiers"]["tiny"]["usd_per_mtok_output"] > 0
@@ -92,7 +94,8 @@ eval: {{max_new_tokens: 4, batch_size: 8}}
     # what the server loads: the config plus the eval's predictor, priced with the measured throughput
     router = load_router(str(config), str(out / "predictor.json"))
     assert router.tiers[0].cost.usd_per_mtok_output == pytest.approx(m["tiers"]["tiny"]["usd_per_mtok_output"])
-    assert router.route("Mia has 5 pens. She buys 3 more. How many pens does she have now?").tier.name in ("tiny", "teacher")
+    assert router.route("Mia has 5 pens. She buys 3 more. How many pens does she have now?").tier.name in (
+        "tiny", "teacher")
     with pytest.raises(UserInputError, match="measured throughput"):
         load_router(str(config))
     # the written predictions work as a cache for the next run
@@ -129,7 +132,8 @@ def test_cascade_k_above_the_recorded_samples_is_an_error_not_a_silent_escalatio
     _fake_predictions(demo, preds, {2: 0.8, 3: 0.35, 4: 0.05})
     config = tmp_path / "route.yaml"
     config.write_text(f"tiers:\n  a: {{backend: hf, model: x, predictions: {preds}, cost: {{usd_per_mtok_input: 0.0, "
-                      f"usd_per_mtok_output: 0.5}}}}\n  t: {{backend: demo_solver}}\ncascade: {{k: 3, tiers: [a, t]}}\n")
+                      f"usd_per_mtok_output: 0.5}}}}\n  t: {{backend: demo_solver}}\n"
+                      f"cascade: {{k: 3, tiers: [a, t]}}\n")
     assert _run(["route", "eval", "--config", str(config), "--data", str(demo), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "cascade.k=3 needs 3 completions per item" in err and "3 completions asked, 1 recorded" in err

@@ -41,7 +41,8 @@ class FixedQuality:
 
 SMALL = Tier("small", "hf", "m-small", TierCost(0.0, 1.0), latency_slo_ms=1000, expected_latency_ms=100,
              expected_output_tokens=100)
-MID = Tier("mid", "hf", "m-mid", TierCost(0.5, 5.0), latency_slo_ms=1000, expected_latency_ms=300, expected_output_tokens=100)
+MID = Tier("mid", "hf", "m-mid", TierCost(0.5, 5.0), latency_slo_ms=1000, expected_latency_ms=300,
+           expected_output_tokens=100)
 BIG = Tier("big", "openai", "m-big", TierCost(3.0, 15.0), latency_slo_ms=5000, expected_latency_ms=800,
            expected_output_tokens=100)
 TIERS = [BIG, SMALL, MID]  # order in the list does not matter: cost does

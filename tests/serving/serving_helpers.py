@@ -13,7 +13,8 @@ from srl_rlvr.serving.settings import ServeSettings
 TINY = "tiny"  # served name of the tiny model in these tests
 
 
-def make_lora(base_dir: Path, out: Path, seed: int, targets: tuple[str, ...] = ("q_proj", "v_proj", "down_proj")) -> Path:
+def make_lora(base_dir: Path, out: Path, seed: int,
+              targets: tuple[str, ...] = ("q_proj", "v_proj", "down_proj")) -> Path:
     """A LoRA adapter for the tiny model with large random B weights, so its outputs differ from the base."""
     import torch
     from peft import LoraConfig, get_peft_model

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
 from serving_helpers import TINY, tiny_settings
+
 from srl_rlvr.serving.app import create_app
 
 ADMIN, USER = "admin-key-123", "user-key-456"
@@ -40,14 +40,16 @@ def _error(response, status: int, *fragments: str) -> dict:
 
 def test_missing_and_wrong_keys_get_401(client: TestClient):
     assert _error(client.post("/v1/chat/completions", json=CHAT), 401, "Missing API key")["code"] == "missing_api_key"
-    assert _error(client.get("/v1/models", headers=_auth("nope")), 401, "Invalid API key")["type"] == "authentication_error"
+    assert (_error(client.get("/v1/models", headers=_auth("nope")), 401, "Invalid API key")["type"]
+            == "authentication_error")
     _error(client.get("/v1/models", headers={"Authorization": f"Basic {ADMIN}"}), 401, "Missing API key")
     assert client.post("/v1/chat/completions", json=CHAT, headers=_auth(USER)).status_code == 200
 
 
 def test_hot_swap_needs_admin_scope(client: TestClient, lora_dirs):
     body = {"lora_name": "swap", "lora_path": str(lora_dirs["lora-a"])}
-    error = _error(client.post("/v1/load_lora_adapter", json=body, headers=_auth(USER)), 403, "scope 'admin'", "'user'")
+    error = _error(client.post("/v1/load_lora_adapter", json=body, headers=_auth(USER)), 403, "scope 'admin'",
+                   "'user'")
     assert error["type"] == "permission_error"
     _error(client.post("/v1/load_lora_adapter", json=body), 401)
     assert client.post("/v1/load_lora_adapter", json=body, headers=_auth(ADMIN)).status_code == 200
@@ -87,8 +89,10 @@ def test_over_cap_requests_get_400_with_the_reason(client: TestClient):
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 3}', "temperature"),
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "n": 2}', "only n=1 is supported"),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": true}', "logprobs: Extra inputs"),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stop": [""]}', "stop strings must not be empty"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": true}',
+     "logprobs: Extra inputs"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stop": [""]}',
+     "stop strings must not be empty"),
     (b'{"model": "tiny", "messages": []}', "messages"),
     (b"\xff\xfe\x00garbage", ""),
 ])
@@ -100,7 +104,8 @@ def test_malformed_requests_are_400_not_500(client: TestClient, body: bytes, fra
 
 def test_bad_hot_swap_requests(client: TestClient, lora_dirs, tmp_path: Path):
     headers = _auth(ADMIN)
-    _error(client.post("/v1/load_lora_adapter", json={"lora_name": "x"}, headers=headers), 400, "lora_path: Field required")
+    _error(client.post("/v1/load_lora_adapter", json={"lora_name": "x"}, headers=headers), 400,
+           "lora_path: Field required")
     _error(client.post("/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": str(tmp_path)}, headers=headers),
            400, "no adapter_config.json")
     _error(client.post("/v1/load_lora_adapter", json={"lora_name": TINY, "lora_path": str(lora_dirs["lora-a"])},
@@ -109,7 +114,8 @@ def test_bad_hot_swap_requests(client: TestClient, lora_dirs, tmp_path: Path):
     assert client.post("/v1/load_lora_adapter", json=dup, headers=headers).status_code == 200
     _error(client.post("/v1/load_lora_adapter", json=dup, headers=headers), 400, "'dup' has already been loaded")
     assert client.post("/v1/unload_lora_adapter", json={"lora_name": "dup"}, headers=headers).status_code == 200
-    _error(client.post("/v1/unload_lora_adapter", json={"lora_name": "ghost"}, headers=headers), 404, "cannot be found")
+    _error(client.post("/v1/unload_lora_adapter", json={"lora_name": "ghost"}, headers=headers), 404,
+           "cannot be found")
 
 
 def test_unknown_model_and_route(client: TestClient):

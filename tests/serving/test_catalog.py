@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-
 from serving_helpers import TINY, ScriptedBackend, tiny_settings
+
 from srl_rlvr.serving.app import create_app
 from srl_rlvr.serving.catalog import ModelCatalog, Target
 

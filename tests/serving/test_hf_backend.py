@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from serving_helpers import tiny_settings
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from serving_helpers import tiny_settings
 from srl_rlvr.prompts import render_generation_prompt
 from srl_rlvr.serving.backends.base import Finished, Prompt, SamplingParams, TextDelta
 from srl_rlvr.serving.backends.hf import HFBackend
 from srl_rlvr.serving.errors import APIError
 
-QUESTIONS = ["What is 2+3?", "Mia has 7 boxes with 6 pens in each.", "Say hi", "Noah starts with 12 marbles. How many?"]
+QUESTIONS = ["What is 2+3?", "Mia has 7 boxes with 6 pens in each.", "Say hi",
+             "Noah starts with 12 marbles. How many?"]
 
 
 def _prompt(tokenizer, question: str) -> Prompt:
@@ -223,7 +224,8 @@ def test_a_lora_folder_as_model_is_served_merged(tiny_model_dir: Path, lora_dirs
             if adapter:
                 await backend.load_adapter("a", adapter)
             prompt = _prompt(backend.tokenizer, QUESTIONS[0])
-            return (await _collect(backend, "a" if adapter else None, prompt, SamplingParams(max_tokens=8, temperature=0)))[0]
+            return (await _collect(backend, "a" if adapter else None, prompt,
+                                   SamplingParams(max_tokens=8, temperature=0)))[0]
         finally:
             await backend.close()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from serving_helpers import TINY, ScriptedBackend, tiny_settings, write_stage_manifest
+
 from srl_rlvr.prompts import full_problem_messages
 from srl_rlvr.serving.app import create_app
 from srl_rlvr.serving.live import LiveServer

@@ -13,14 +13,14 @@ import openai
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-
 from serving_helpers import TINY, tiny_settings
+
 from srl_rlvr.data.demo import make_demo_task
+from srl_rlvr.data.demo.solver import solve_demo_completion
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.prompts import full_problem_messages
 from srl_rlvr.routing import QualityPredictor
-from srl_rlvr.routing.demo_solver import solve_demo_completion
 from srl_rlvr.serving.app import create_app
 from srl_rlvr.serving.live import LiveServer
 
@@ -54,7 +54,8 @@ def routed(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         budgets={"keys": {POOR: 0.000001}})
     # Synthetic outcomes: the small tier solves exactly the 1- and 2-step problems.
     predictor = QualityPredictor.fit([r["problem"] for r in TRAIN],
-                                     {"small": [float(r["num_ops"] <= 2) for r in TRAIN]}).save(root / "predictor.json")
+                                     {"small": [float(r["num_ops"] <= 2) for r in TRAIN]}).save(
+        root / "predictor.json")
     log = root / "escalations.jsonl"
     settings = tiny_settings(tiny_model_dir, api_keys=[{"key": RICH}, {"key": POOR}],
                              routing={"config": str(config), "predictor": str(predictor), "escalation_log": str(log)})
@@ -213,18 +214,19 @@ def test_tiers_map_to_adapters_private_backends_and_fallbacks(tiny_model_dir, lo
     bridge = app.state.routing
     with TestClient(app) as client:
         tiers = {t.name: t for t in bridge.router.tiers}
-        assert bridge.own_target(tiers["adapter"]).adapter == "lora-a"  # a loaded adapter: the server's own
-        assert bridge.own_target(tiers["other"]) is None
+        assert bridge.targets.own_target(tiers["adapter"]).adapter == "lora-a"  # a loaded adapter: the server's own
+        assert bridge.targets.own_target(tiers["other"]) is None
         # The cheapest tier fails to load: retried, then the next cheapest answers, and the header says so.
         routed = _ask(client, "router-t-0", EASY, key="unused")
         assert routed.status_code == 200, routed.text
         assert routed.headers["x-srl-rlvr-tier"] == "other" and routed.headers["x-srl-rlvr-failed-tiers"] == "broken"
-        assert ("hf", str(lora_dirs["lora-b"])) in bridge._private  # its own hf backend, metered as "other"
+        assert ("hf", str(lora_dirs["lora-b"])) in bridge.targets.started  # its own hf backend, metered as "other"
         assert _metric(client, "vllm:request_success_total", model_name="other") == 1
         failed = _ask(client, "cascade-t", EASY, key="unused")
         assert failed.status_code == 502 and failed.json()["error"]["code"] == "all_tiers_failed"
         assert "broken" in failed.json()["error"]["message"] and "no such model folder" in failed.text
-        assert list(bridge._failed_starts) == [("hf", str(tmp_path / "no-such-model"))]  # retried after cooldown_s
+        # retried after cooldown_s
+        assert list(bridge.targets.failed_starts) == [("hf", str(tmp_path / "no-such-model"))]
 
 
 def test_bad_routing_setups_fail_at_start(tiny_model_dir, tmp_path):

@@ -23,7 +23,8 @@ def test_shipped_serve_yaml_loads(clean_api_key_env):
 def test_wrong_key_names_file_and_key(tmp_path: Path):
     path = tmp_path / "serve.yaml"
     path.write_text("model: m\nlimits:\n  max_token: 5\n", encoding="utf-8")
-    with pytest.raises(UserInputError, match=r"serve\.yaml: unknown key 'limits\.max_token' \(did you mean 'max_tokens'\?\)"):
+    with pytest.raises(UserInputError,
+                       match=r"serve\.yaml: unknown key 'limits\.max_token' \(did you mean 'max_tokens'\?\)"):
         load_settings(path)
     path.write_text("model: m\nbackend_name: hf\n", encoding="utf-8")
     with pytest.raises(UserInputError, match=r"serve\.yaml: unknown key 'backend_name'"):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from serving_helpers import write_stage_manifest
 
 from srl_rlvr.rewards.srl import parse_think_action
-from srl_rlvr.serving.adapter import (
+from srl_rlvr.serving.think_format import (
     CONTENT,
     REASONING,
     ThinkFormat,
@@ -17,10 +18,9 @@ from srl_rlvr.serving.adapter import (
     split_completion,
 )
 
-from serving_helpers import write_stage_manifest
-
 # Pieces that make tag boundaries, whitespace and partial tags likely.
-_PIECES = st.sampled_from(["<think>", "</think>", "<th", "ink>", "</", "think", ">", " ", "\n", "x = 5", "a", "é", "<"])
+_PIECES = st.sampled_from(["<think>", "</think>", "<th", "ink>", "</", "think", ">", " ", "\n", "x = 5", "a", "é",
+                           "<"])
 TEXTS = st.lists(_PIECES, max_size=12).map("".join) | st.text(max_size=30)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from serving_helpers import TINY, tiny_settings, write_stage_manifest
+
 from srl_rlvr.serving.app import create_app
 from srl_rlvr.serving.backends.vllm import RUNTIME_LORA_ENV, vllm_command
 from srl_rlvr.serving.live import LiveServer

@@ -72,7 +72,8 @@ def test_bad_throughput_blocks_are_user_errors(change, message):
         parse_throughput({**SYNTHETIC["throughput"], **change}, "toy.yaml")
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"examples": 0}, "--examples"), ({"examples": 5, "epochs": 0}, "--epochs"),
+@pytest.mark.parametrize(("kwargs", "message"), [({"examples": 0}, "--examples"),
+                                                  ({"examples": 5, "epochs": 0}, "--epochs"),
                                                   ({"examples": 5, "price_per_hour": -1}, "--price-per-hour")])
 def test_bad_arguments_are_user_errors(kwargs, message):
     with pytest.raises(UserInputError, match=message):

@@ -17,7 +17,7 @@ import yaml
 from srl_rlvr.tiers import ACCELERATE_DIR, DEEPSPEED_DIR, TIERS_DIR, tier_names
 
 GPU_TIERS = ["gold", "silver", "bronze"]
-LAUNCH_BRONZE = Path(__file__).resolve().parents[2] / "scripts" / "launch_bronze.sh"
+LAUNCH_BRONZE = Path(__file__).resolve().parents[2] / "infra" / "launch" / "launch_bronze.sh"
 
 
 def _tier(name: str) -> dict:
@@ -69,10 +69,11 @@ def test_gpu_tier_stage_configs_build(name, tmp_path):
         assert rollouts_per_step % args.num_generations == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("srl_rlvr.eval.harness") is None, reason="pipeline config loader not ready")
+@pytest.mark.skipif(importlib.util.find_spec("srl_rlvr.eval.harness") is None,
+                    reason="pipeline config loader not ready")
 @pytest.mark.parametrize("name", GPU_TIERS)
 def test_gpu_tiers_pass_the_pipeline_config_checks(name):
-    from srl_rlvr.config import load_tier
+    from srl_rlvr.pipelines.config import load_tier
 
     config = load_tier(name)
     assert Path(config.hardware["accelerate_config"]).is_file()
@@ -103,17 +104,21 @@ def _validated_launch(argv: str):
 def test_multinode_zero3_takes_the_deepspeed_file_without_conflicting_keys():
     """accelerate refuses mixed_precision/zero_stage/offload keys next to --deepspeed_config_file."""
     args, defaults, mp_from_config = _validated_launch(
-        f"--config_file {ACCELERATE_DIR / 'multinode_zero3.yaml'} --deepspeed_config_file {DEEPSPEED_DIR / 'zero3.json'} "
-        "--num_machines 4 --num_processes 32 --machine_rank 1 --main_process_ip 10.0.0.11 -m srl_rlvr.cli.main run c.yaml"
+        f"--config_file {ACCELERATE_DIR / 'multinode_zero3.yaml'} "
+        f"--deepspeed_config_file {DEEPSPEED_DIR / 'zero3.json'} "
+        "--num_machines 4 --num_processes 32 --machine_rank 1 --main_process_ip 10.0.0.11 "
+        "-m srl_rlvr.cli.main run c.yaml"
     )
     assert args.use_deepspeed and args.num_processes == 32 and args.num_machines == 4
     forbidden = {"gradient_accumulation_steps", "gradient_clipping", "zero_stage", "offload_optimizer_device",
-                 "offload_param_device", "offload_param_nvme_path", "offload_optimizer_nvme_path", "zero3_save_16bit_model"}
+                 "offload_param_device", "offload_param_nvme_path", "offload_optimizer_nvme_path",
+                 "zero3_save_16bit_model"}
     assert not forbidden & set(defaults.deepspeed_config) and not mp_from_config
 
 
 def test_single_node_zero3_is_stage_3_bf16():
-    args, _, _ = _validated_launch(f"--config_file {ACCELERATE_DIR / 'zero3.yaml'} --num_processes 6 -m srl_rlvr.cli.main run c.yaml")
+    args, _, _ = _validated_launch(f"--config_file {ACCELERATE_DIR / 'zero3.yaml'} "
+                                   "--num_processes 6 -m srl_rlvr.cli.main run c.yaml")
     assert args.use_deepspeed and args.zero_stage == 3 and args.mixed_precision == "bf16" and args.num_processes == 6
 
 
@@ -144,5 +149,21 @@ def test_launch_bronze_commands_parse_with_trl_and_accelerate():
     assert train[:2] == ["accelerate", "launch"]
     args, _, _ = _validated_launch(shlex.join(train[2:]))
     assert args.machine_rank == 2 and args.num_processes == 32 and args.module
-    assert args.training_script == "srl_rlvr.cli.main" and args.training_script_args[:2] == ["run", "configs/s1k-bronze.yaml"]
+    assert (args.training_script == "srl_rlvr.cli.main"
+            and args.training_script_args[:2] == ["run", "configs/s1k-bronze.yaml"])
     assert "srl.vllm_server_host=10.0.0.10" in args.training_script_args
+
+
+def test_every_config_the_bronze_docs_name_exists_and_loads():
+    import re
+
+    from srl_rlvr.pipelines.config import load_pipeline_config
+    from srl_rlvr.tiers import TIERS_DIR
+
+    repo = Path(__file__).resolve().parents[2]
+    texts = LAUNCH_BRONZE.read_text() + (TIERS_DIR / "bronze.yaml").read_text()
+    named = set(re.findall(r"configs/[\w.-]+\.yaml", texts))
+    assert named, "the bronze launcher names no config"
+    for rel in named:
+        assert (repo / rel).is_file(), f"{rel} is named by the bronze launcher but does not exist"
+        assert load_pipeline_config(repo / rel).tier == "bronze"

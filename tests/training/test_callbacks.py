@@ -103,7 +103,8 @@ def test_with_format_ok_metric_appends_a_zero_weight():
 
 
 def test_tokens_per_second_counts_all_processes_refills_and_reuse():
-    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=2, world_size=4, num_iterations=2)
+    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=2, world_size=4,
+                           num_iterations=2)
     logs = {"completions/mean_length": 10.0, "step_time": 4.0, "dynamic_sampling/generated_per_kept": 1.5}
     # 8 x 2 x 4 = 64 trained rows; / 2 reuse = 32 generated; x 1.5 refill = 48 rows x 10 tokens / 4 s
     assert tokens_per_second(args, logs) == pytest.approx(120.0)
@@ -122,7 +123,8 @@ def test_throughput_callback_and_mlflow_file_store(tiny_model_dir, srl_dataset, 
     # MLflow 3 refuses its file store (maintenance mode) unless asked; the file store needs no database packages
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     funcs, weights = with_format_ok_metric([get_reward_func("srl_lenient")])
-    trainer = _trainer(tiny_model_dir, srl_dataset, stage_kwargs(report_to=["mlflow"], run_name="srl-tiny"), funcs, weights)
+    trainer = _trainer(tiny_model_dir, srl_dataset, stage_kwargs(report_to=["mlflow"], run_name="srl-tiny"), funcs,
+                       weights)
     add_throughput_callback(trainer)
     try:
         trainer.train()

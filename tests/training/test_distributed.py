@@ -40,7 +40,8 @@ def smoke(tmp_path_factory) -> dict:
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=work)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"2-process SRL run did not finish in {TIMEOUT_S} s (a collective hung?)\n{exc.stderr or ''}"[-6000:])
+        pytest.fail((f"2-process SRL run did not finish in {TIMEOUT_S} s (a collective hung?)\n"
+                     f"{exc.stderr or ''}")[-6000:])
     assert proc.returncode == 0, f"accelerate launch failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
 

@@ -10,8 +10,8 @@ capture does see flat prompts, which shows the capture (and the test) can fail.
 from __future__ import annotations
 
 import pytest
-from datasets import Dataset
 import torch
+from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from srl_rlvr.training.srl_config import SRLConfig

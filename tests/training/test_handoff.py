@@ -12,9 +12,10 @@ from srl_rlvr.data.demo import write_demo_task
 from srl_rlvr.data.srl import write_jsonl
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.models import load_model_and_tokenizer
+from srl_rlvr.registry.manifest import STAGE_MANIFEST as MANIFEST
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.srl_config import SRLConfig
-from srl_rlvr.training.stages import MANIFEST, build_rlvr_trainer, train_rlvr, train_srl
+from srl_rlvr.training.stages import build_rlvr_trainer, train_rlvr, train_srl
 
 
 @pytest.fixture()
@@ -36,7 +37,8 @@ def _weights(model) -> dict[str, torch.Tensor]:
 
 def test_full_finetune_handoff(tiny_model_dir, files, stage_kwargs, tmp_path):
     srl_data, traj = files
-    srl = train_srl(str(tiny_model_dir), srl_data, SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl")), reward_mode="lenient"))
+    srl = train_srl(str(tiny_model_dir), srl_data,
+                    SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl")), reward_mode="lenient"))
     assert json.loads((srl.final_dir / MANIFEST).read_text())["stage"] == "srl"
     trainer = build_rlvr_trainer(srl.final_dir, traj, RLVRConfig(**stage_kwargs(output_dir=str(tmp_path / "rlvr"))))
     start = _weights(trainer.model)
@@ -50,7 +52,8 @@ def test_full_finetune_handoff(tiny_model_dir, files, stage_kwargs, tmp_path):
 def test_lora_handoff(tiny_model_dir, files, stage_kwargs, tmp_path):
     srl_data, traj = files
     lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False}
-    srl = train_srl(str(tiny_model_dir), srl_data, SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl")), reward_mode="lenient"), lora=lora)
+    srl = train_srl(str(tiny_model_dir), srl_data,
+                    SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl")), reward_mode="lenient"), lora=lora)
     assert (srl.final_dir / "adapter_config.json").is_file()
     trainer = build_rlvr_trainer(srl.final_dir, traj, RLVRConfig(**stage_kwargs(output_dir=str(tmp_path / "rlvr"))))
     tok = trainer.processing_class
@@ -64,7 +67,8 @@ def test_lora_handoff(tiny_model_dir, files, stage_kwargs, tmp_path):
 
 def test_rlvr_trains_and_records_its_origin(tiny_model_dir, files, stage_kwargs, tmp_path):
     srl_data, traj = files
-    srl_args = SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl"), max_steps=1), reward_mode="lenient", think_prefill=True)
+    srl_args = SRLConfig(**stage_kwargs(output_dir=str(tmp_path / "srl"), max_steps=1), reward_mode="lenient",
+                         think_prefill=True)
     srl = train_srl(str(tiny_model_dir), srl_data, srl_args)
     rlvr = train_rlvr(srl.final_dir, traj, RLVRConfig(**stage_kwargs(output_dir=str(tmp_path / "rlvr"))))
     manifest = json.loads((rlvr.final_dir / MANIFEST).read_text())

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from srl_rlvr.config import load_pipeline_config
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.training import pipeline
-from srl_rlvr.training.pipeline import DONE, run_pipeline
+from srl_rlvr.ops import checkpoints
+from srl_rlvr.ops.checkpoints import DONE
+from srl_rlvr.pipelines import run as pipeline
+from srl_rlvr.pipelines.config import load_pipeline_config
+from srl_rlvr.pipelines.data import prepare_data
+from srl_rlvr.pipelines.run import run_pipeline
 
 STAGE_ARGS = dict(
     num_generations=2, per_device_train_batch_size=4, max_completion_length=8, max_steps=2, learning_rate=1e-2,
@@ -108,7 +111,7 @@ def test_report_has_the_promised_keys_and_types(finished_run):
 
 def test_published_models_load(finished_run):
     from srl_rlvr.models import load_model_and_tokenizer
-    from srl_rlvr.training.stages import read_manifest
+    from srl_rlvr.registry.manifest import read_manifest
 
     out, _ = finished_run
     for label, stage in (("srl", "srl"), ("srl_rlvr", "rlvr")):
@@ -125,7 +128,8 @@ def test_rerun_skips_every_stage(tiny_model_dir, run_copy, monkeypatch, capsys):
     monkeypatch.setattr(harness, "evaluate", Spy(fail=True))
     report = run_pipeline(tiny_config(tiny_model_dir), run_copy)
     printed = capsys.readouterr().out
-    assert "skip srl: done" in printed and "skip rlvr: done" in printed and "skip eval srl_rlvr on transfer: done" in printed
+    assert ("skip srl: done" in printed and "skip rlvr: done" in printed
+            and "skip eval srl_rlvr on transfer: done" in printed)
     assert report["stages"]["rlvr"]["global_step"] == 2  # the report is rebuilt from what is on disk
 
 
@@ -159,7 +163,7 @@ def test_rlvr_stage_itself_refuses_a_missing_checkpoint(tiny_model_dir, tmp_path
     from srl_rlvr.training.stages import train_rlvr
 
     config = tiny_config(tiny_model_dir)
-    data = pipeline.prepare_data(config, tmp_path, need_test=False)
+    data = prepare_data(config, tmp_path, need_test=False)
     with pytest.raises(UserInputError, match="not found"):
         train_rlvr(tmp_path / "srl" / "final", data.train, config.rlvr_args(tmp_path / "rlvr"))
 
@@ -167,7 +171,7 @@ def test_rlvr_stage_itself_refuses_a_missing_checkpoint(tiny_model_dir, tmp_path
 def test_unfinished_stage_starts_over_without_resume(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "srl" / "checkpoint-1").mkdir(parents=True)
-    (out / "srl" / pipeline.STARTED).write_text("{}")  # what a killed run leaves behind
+    (out / "srl" / checkpoints.STARTED).write_text("{}")  # what a killed run leaves behind
     (out / "srl" / "leftover.txt").write_text("from a killed run")
     run_pipeline(tiny_config(tiny_model_dir, stages=["srl"], **{"srl.max_steps": 1}), out)
     assert "srl: unfinished run found; starting over" in capsys.readouterr().out
@@ -179,19 +183,19 @@ def test_a_folder_that_is_not_a_stage_folder_is_never_wiped(tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     with pytest.raises(UserInputError, match="refusing to clean"):
-        pipeline.run_step("srl", precious, {"x": 1}, lambda resuming: 1)
+        checkpoints.run_step("srl", precious, {"x": 1}, lambda resuming: 1)
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
 def test_trajectory_files_are_normalised_into_out_data(tiny_model_dir, tmp_path):
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "s1k_sample.jsonl"
     config = tiny_config(tiny_model_dir, **{"data": {"train": str(fixture), "test": str(fixture), "demo": None}})
-    data = pipeline.prepare_data(config, tmp_path, need_test=True)
+    data = prepare_data(config, tmp_path, need_test=True)
     rows = [json.loads(line) for line in data.train.read_text().splitlines()]
     assert rows and all("problem" in r and "id" in r for r in rows)  # s1K rows became trajectory rows
     assert data.srl_train.stat().st_size > 0 and data.test is not None
     with pytest.raises(UserInputError, match="data.train is not set"):
-        pipeline.prepare_data(tiny_config(tiny_model_dir, **{"data": {"demo": None}}), tmp_path / "x", need_test=False)
+        prepare_data(tiny_config(tiny_model_dir, **{"data": {"demo": None}}), tmp_path / "x", need_test=False)
 
 
 def test_sft_stage_feeds_rlvr(tiny_model_dir, tmp_path):
@@ -236,7 +240,8 @@ def test_two_process_launch_trains_together_and_writes_once(tiny_model_dir, tmp_
 
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({
-        "model": str(tiny_model_dir), "data": {"demo": {"n_train": 8, "n_test": 4, "seed": 0}}, "stages": ["srl", "eval"],
+        "model": str(tiny_model_dir), "data": {"demo": {"n_train": 8, "n_test": 4, "seed": 0}},
+        "stages": ["srl", "eval"],
         "srl": {**STAGE_ARGS, "reward_mode": "lenient"}, "tracking": {"mlflow": False},
         "eval": {"models": ["base", "srl"], "max_new_tokens": 8, "batch_size": 4},
     }))

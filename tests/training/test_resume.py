@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from srl_rlvr.data.srl import write_jsonl
-from srl_rlvr.training.pipeline import DONE, complete_checkpoints
-from srl_rlvr.training.stages import MANIFEST
+from srl_rlvr.ops.checkpoints import DONE, complete_checkpoints
+from srl_rlvr.registry.manifest import STAGE_MANIFEST as MANIFEST
 
 MAX_STEPS = 6
 CONFIG = """\
@@ -48,7 +48,8 @@ def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, step: int, timeout_s
         if done and max(done) >= step:
             return max(done)
         if proc.poll() is not None:
-            raise AssertionError(f"training exited (rc {proc.returncode}) before checkpoint-{step}: {proc.stdout.read()}")
+            raise AssertionError(f"training exited (rc {proc.returncode}) before checkpoint-{step}: "
+                                 f"{proc.stdout.read()}")
         time.sleep(0.02)
     proc.kill()
     raise AssertionError(f"no checkpoint-{step} after {timeout_s}s")

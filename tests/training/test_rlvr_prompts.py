@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from srl_rlvr.data.srl import build_instances
 from srl_rlvr.data.loaders.registry import load_source
+from srl_rlvr.data.srl import build_instances
 from srl_rlvr.prompts import full_problem_messages
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.stages import rlvr_dataset

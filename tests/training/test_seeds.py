@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from srl_rlvr.config import load_pipeline_config
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.eval.summary import set_summary
-from srl_rlvr.training.seeds import parse_seeds, run_seeds, seed_overrides
+from srl_rlvr.pipelines.config import load_pipeline_config
+from srl_rlvr.pipelines.seeds import parse_seeds, run_seeds, seed_overrides
 
 IDS = [f"p{i}" for i in range(12)]
 

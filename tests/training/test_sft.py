@@ -37,7 +37,8 @@ def test_rows_are_full_prompt_and_numbered_expert_steps():
     assert row["prompt"] == full_problem_messages("P?")
     assert row["completion"] == [{"role": "assistant", "content": "Step 1: x = 1.\nStep 2: y = 2. The answer is 2."}]
     solution = Trajectory(id="b", problem="Q?", solution="1. Add 2 and 3 to get 5.\n2. So the answer is 5.")
-    assert sft_example(solution)["completion"][0]["content"] == "Step 1: Add 2 and 3 to get 5.\nStep 2: So the answer is 5."
+    assert sft_example(solution)["completion"][0]["content"] == ("Step 1: Add 2 and 3 to get 5.\n"
+                                                                 "Step 2: So the answer is 5.")
     assert "<think>" not in row["completion"][0]["content"]
 
 

@@ -38,7 +38,8 @@ def test_flat_groups_are_dropped_and_refilled(tiny_model_dir, srl_dataset, grpo_
 
     model, tok = _load(tiny_model_dir)
     args = SRLConfig(**grpo_kwargs(max_steps=1), max_refill_rounds=6)
-    trainer = SRLTrainer(model=model, args=args, train_dataset=srl_dataset, processing_class=tok, reward_funcs=[reward])
+    trainer = SRLTrainer(model=model, args=args, train_dataset=srl_dataset, processing_class=tok,
+                         reward_funcs=[reward])
     original = trainer._generate_and_score_completions
 
     def spy(inputs):
@@ -62,7 +63,8 @@ def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
     model, tok = _load(tiny_model_dir)
     prompts = [tok("Mia has 3 apples and 4 pears")["input_ids"], tok("Tom has 5")["input_ids"]]
     rows = [prompts[0], prompts[0], prompts[1], prompts[0]]
-    cfg = GenerationConfig(max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    cfg = GenerationConfig(max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
+                           eos_token_id=tok.eos_token_id)
     ours = generate_shared_prefix(model, rows, cfg, tok.pad_token_id)
     for i, ids in enumerate(rows):
         plain = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),

@@ -11,7 +11,8 @@ import click
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default=None, help="Output folder [default: out/<config name>].")
 @click.option("--docs", "docs", default=None, metavar="FILE",
-              help="Also write the table, plots and command between the compare markers of FILE (e.g. docs/results.md).")
+              help="Also write the table, plots and command between the compare markers of FILE "
+              "(e.g. docs/results.md).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted SRL/RLVR stage from its last checkpoint-*.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key (dotted, value parsed as YAML); repeatable.")
@@ -32,13 +33,14 @@ def compare_command(config_path: str, out_dir: str | None, docs: str | None, res
       srl-rlvr compare configs/compare-cpu.yaml --out out/compare3 --seeds 0,1,2
     """
     from srl_rlvr.cli.run import invoked_command
-    from srl_rlvr.compare import run_compare
-    from srl_rlvr.config import load_pipeline_config, parse_set_options
+    from srl_rlvr.core.yamlconf import parse_set_options
+    from srl_rlvr.pipelines.compare.run import run_compare
+    from srl_rlvr.pipelines.config import load_pipeline_config
 
     cli_overrides = parse_set_options(overrides)
     out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
     if seeds is not None:
-        from srl_rlvr.training.seeds import parse_seeds, run_compare_seeds, seed_overrides
+        from srl_rlvr.pipelines.seeds import parse_seeds, run_compare_seeds, seed_overrides
 
         run_compare_seeds(lambda seed: load_pipeline_config(config_path, {**cli_overrides, **seed_overrides(seed)}),
                           out, parse_seeds(seeds), invoked_command(), docs=docs, resume=resume,

@@ -27,7 +27,8 @@ def data_group() -> None:
 @click.option("--out", "out_dir", default="data/demo", show_default=True,
               help="Folder for train.jsonl, dev.jsonl, test.jsonl and transfer.jsonl.")
 @click.option("--n-train", default=400, show_default=True)
-@click.option("--n-dev", default=100, show_default=True, help="Problems for tuning (choose recipes and settings on these).")
+@click.option("--n-dev", default=100, show_default=True,
+              help="Problems for tuning (choose recipes and settings on these).")
 @click.option("--n-test", default=100, show_default=True, help="Held-out problems to publish; never tune on them.")
 @click.option("--n-transfer", default=100, show_default=True,
               help="Same arithmetic in a phrasing family that no split trains on.")
@@ -71,7 +72,8 @@ def demo_data(out_dir: str, n_train: int, n_dev: int, n_test: int, n_transfer: i
 @click.option("--skip-invalid", is_flag=True, help="Skip and count bad rows instead of stopping at the first.")
 @click.option("--min-steps", default=1, show_default=True, help="Skip trajectories with fewer steps.")
 @click.option("--max-steps", default=None, type=int, help="Skip trajectories with more steps.")
-def build(input_path: str, output_path: str, fmt: str, skip_invalid: bool, min_steps: int, max_steps: int | None) -> None:
+def build(input_path: str, output_path: str, fmt: str, skip_invalid: bool, min_steps: int,
+          max_steps: int | None) -> None:
     """Build SRL step instances: step k's prompt is the problem plus expert steps 1..k-1.
 
     \b

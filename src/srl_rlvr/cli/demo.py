@@ -33,7 +33,7 @@ QUICK_OVERRIDES: dict[str, Any] = {"srl.max_steps": 2, "rlvr.max_steps": 1, "eva
 
 
 def demo_config(quick: bool = False, overrides: dict[str, Any] | None = None):
-    from srl_rlvr.config import load_pipeline_config
+    from srl_rlvr.pipelines.config import load_pipeline_config
 
     return load_pipeline_config(None, {**DEMO_OVERRIDES, **(QUICK_OVERRIDES if quick else {}), **(overrides or {})})
 
@@ -54,9 +54,10 @@ def demo_command(out_dir: str, quick: bool, resume: bool, overrides: tuple[str, 
       srl-rlvr demo --out /tmp/demo_quick --quick
     """
     from srl_rlvr.cli.run import invoked_command
-    from srl_rlvr.config import parse_set_options
+    from srl_rlvr.core.console import say
+    from srl_rlvr.core.yamlconf import parse_set_options
     from srl_rlvr.models import resolve_model
-    from srl_rlvr.training.pipeline import run_pipeline, say
+    from srl_rlvr.pipelines.run import run_pipeline
 
     config = demo_config(quick, parse_set_options(overrides))
     say(f"model: {resolve_model(config.model)}")  # converts the embedded GGUF on first use

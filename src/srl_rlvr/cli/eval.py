@@ -45,9 +45,11 @@ def _print_metrics(metrics: dict) -> None:
 
 
 @click.command("eval")
-@click.option("--model", "model_name", required=True, help="'smollm2-135m', a model or LoRA adapter folder, or a HF id.")
+@click.option("--model", "model_name", required=True,
+              help="'smollm2-135m', a model or LoRA adapter folder, or a HF id.")
 @click.option("--data", "data_path", required=True,
-              help="Trajectory JSONL whose rows have an 'answer', a benchmark file (amc23/aime24/aime25 rows), or 'champ'.")
+              help="Trajectory JSONL whose rows have an 'answer', a benchmark file (amc23/aime24/aime25 rows), "
+              "or 'champ'.")
 @click.option("--format", "fmt", type=click.Choice(["auto", *LOADERS]), default="auto", show_default=True,
               help="Data format (auto: detected from the first row).")
 @click.option("--out", "out_dir", required=True, help="Folder for metrics.json and predictions.jsonl.")
@@ -61,9 +63,10 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--temperature", default=1.0, show_default=True, help="Sampling temperature for the k samples.")
 @click.option("--max-steps", default=8, show_default=True, help="Stepwise: step calls per problem at most.")
 @click.option("--think-prefill/--no-think-prefill", default=None,
-              help="End prompts with '<think>'. Default: as the model was trained (its srl_rlvr_stage.json), else off.")
-def eval_command(model_name: str, data_path: str, fmt: str, out_dir: str, k: int, limit: int | None, seed: int, mode: str,
-                 batch_size: int, max_new_tokens: int, temperature: float, max_steps: int,
+              help="End prompts with '<think>'. Default: as the model was trained (its srl_rlvr_stage.json), "
+              "else off.")
+def eval_command(model_name: str, data_path: str, fmt: str, out_dir: str, k: int, limit: int | None, seed: int,
+                 mode: str, batch_size: int, max_new_tokens: int, temperature: float, max_steps: int,
                  think_prefill: bool | None) -> None:
     """Greedy accuracy, avg@k, pass@k, format rate and length on problems with answers.
 

@@ -50,7 +50,8 @@ def _print(metrics: dict) -> None:
 @route_group.command("eval")
 @click.option("--config", "config_path", required=True, help="Route config YAML (tiers, router, predictor, cascade).")
 @click.option("--data", "data_path", required=True, help="Trajectory JSONL whose rows have an 'answer'.")
-@click.option("--out", "out_dir", required=True, help="Folder for metrics.json, cost_quality.png, escalations.jsonl, ...")
+@click.option("--out", "out_dir", required=True,
+              help="Folder for metrics.json, cost_quality.png, escalations.jsonl, ...")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N problems.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set tiers.srl_rlvr.model=smollm2-135m (repeatable).")
@@ -62,7 +63,7 @@ def route_eval(config_path: str, data_path: str, out_dir: str, limit: int | None
       srl-rlvr data demo --out data/demo
       srl-rlvr route eval --config configs/route-cpu.yaml --data data/demo/test.jsonl --out out/route_eval --limit 100
     """
-    from srl_rlvr.config import parse_set_options
+    from srl_rlvr.core.yamlconf import parse_set_options
     from srl_rlvr.errors import UserInputError
     from srl_rlvr.routing.config import load_route_config
     from srl_rlvr.routing.evaluate import run_route_eval

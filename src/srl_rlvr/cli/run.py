@@ -42,13 +42,14 @@ def run_command(config_path: str, out_dir: str | None, resume: bool, only: str |
       srl-rlvr run configs/demo-cpu.yaml --out out/demo --resume --only srl,rlvr --set srl.max_steps=5
       srl-rlvr run configs/demo-cpu.yaml --out out/demo3 --seeds 0,1,2
     """
-    from srl_rlvr.config import load_pipeline_config, parse_set_options
-    from srl_rlvr.training.pipeline import run_pipeline
+    from srl_rlvr.core.yamlconf import parse_set_options
+    from srl_rlvr.pipelines.config import load_pipeline_config
+    from srl_rlvr.pipelines.run import run_pipeline
 
     options = parse_set_options(overrides)
     out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
     if seeds is not None:
-        from srl_rlvr.training.seeds import parse_seeds, run_seeds, seed_overrides
+        from srl_rlvr.pipelines.seeds import parse_seeds, run_seeds, seed_overrides
 
         run_seeds(lambda seed: load_pipeline_config(config_path, {**options, **seed_overrides(seed)}), out,
                   parse_seeds(seeds), run_pipeline, invoked_command(), resume=resume, only=split_stage_list(only))

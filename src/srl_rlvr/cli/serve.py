@@ -14,7 +14,8 @@ import click
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 @click.option("--backend", default=None, help="hf (default), vllm or openai.")
 @click.option("--served-model-name", default=None, help="Name clients put in 'model' (default: --model).")
-@click.option("--lora", "loras", multiple=True, metavar="NAME=PATH", help="Load this LoRA adapter at start (repeatable).")
+@click.option("--lora", "loras", multiple=True, metavar="NAME=PATH",
+              help="Load this LoRA adapter at start (repeatable).")
 @click.option("--route-config", default=None, type=click.Path(dir_okay=False),
               help="Route config (e.g. configs/route-cpu.yaml): also serve router-<name>-<threshold> and "
               "cascade-<name> (docs/serving.md, 'Serving integration').")

@@ -59,8 +59,10 @@ def list_command() -> None:
 @tiers_group.command("estimate", short_help="Estimate the wall time and cost of an SRL run on a tier.")
 @click.option("--tier", "tier_name", required=True, metavar="NAME|YAML", help="Tier name (gold) or a YAML path.")
 @click.option("--examples", type=int, required=True, help="Number of SRL instances (steps) to train on.")
-@click.option("--epochs", type=float, default=None, help="Passes over the data [default: the tier's num_train_epochs, or 1].")
-@click.option("--price-per-hour", type=float, default=None, help="USD per hour for the tier's hardware [default: the tier's].")
+@click.option("--epochs", type=float, default=None,
+              help="Passes over the data [default: the tier's num_train_epochs, or 1].")
+@click.option("--price-per-hour", type=float, default=None,
+              help="USD per hour for the tier's hardware [default: the tier's].")
 def estimate_command(tier_name: str, examples: int, epochs: float | None, price_per_hour: float | None) -> None:
     """Estimate the SRL stage's wall time and cost from the tier's throughput figures.
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import click
 
-from srl_rlvr.config import TOP_LEVEL
+from srl_rlvr.pipelines.config import TOP_LEVEL
 
 
 def _stage_overrides(stage: str, items: tuple[str, ...]) -> dict[str, Any]:
     """``--set max_steps=5`` → ``srl.max_steps``; keys that start with a config section stay as given."""
-    from srl_rlvr.config import parse_set_options
+    from srl_rlvr.core.yamlconf import parse_set_options
 
     out = {}
     for key, value in parse_set_options(items).items():
@@ -31,7 +31,7 @@ def _stage_overrides(stage: str, items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _load(stage: str, config_path: str | None, items: tuple[str, ...]):
-    from srl_rlvr.config import load_pipeline_config
+    from srl_rlvr.pipelines.config import load_pipeline_config
 
     overrides = _stage_overrides(stage, items)
     if config_path is None:
@@ -40,7 +40,7 @@ def _load(stage: str, config_path: str | None, items: tuple[str, ...]):
 
 
 def _report(name: str, outcome, out: Path) -> None:
-    from srl_rlvr.training.pipeline import say
+    from srl_rlvr.core.console import say
 
     if not outcome.skipped:
         origin = f" (resumed from {outcome.resumed_from})" if outcome.resumed_from else ""
@@ -88,7 +88,10 @@ def train_srl_command(model: str | None, data_path: str, out_dir: str, config_pa
       srl-rlvr data build --input data/demo/train.jsonl --output data/demo/srl_train.jsonl
       srl-rlvr train srl --model smollm2-135m --data data/demo/srl_train.jsonl --out runs/srl --set max_steps=5
     """
-    from srl_rlvr.training.pipeline import Ranks, file_digest, run_step, tracking_args
+    from srl_rlvr.core.console import Ranks
+    from srl_rlvr.core.io import file_digest
+    from srl_rlvr.ops.checkpoints import run_step
+    from srl_rlvr.ops.tracking import tracking_args
     from srl_rlvr.training.stages import train_srl
 
     config = _load("srl", config_path, overrides)
@@ -117,12 +120,16 @@ def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path
     Example:
       srl-rlvr train rlvr --init-from runs/srl/final --data data/demo/train.jsonl --out runs/rlvr
     """
-    from srl_rlvr.training.pipeline import Ranks, file_digest, run_step, tracking_args
-    from srl_rlvr.training.stages import MANIFEST, train_rlvr
+    from srl_rlvr.core.console import Ranks
+    from srl_rlvr.core.io import file_digest
+    from srl_rlvr.ops.checkpoints import run_step
+    from srl_rlvr.ops.tracking import tracking_args
+    from srl_rlvr.registry.manifest import STAGE_MANIFEST
+    from srl_rlvr.training.stages import train_rlvr
 
     config = _load("rlvr", config_path, overrides)
     out = Path(out_dir)
-    manifest = Path(init_from) / MANIFEST
+    manifest = Path(init_from) / STAGE_MANIFEST
     origin = file_digest(manifest) if manifest.is_file() else None  # train_rlvr says why a missing one is fatal
     payload = {"rlvr": config.rlvr, "init_from": str(Path(init_from).resolve()), "upstream": origin,
                "data": file_digest(data_path)}
@@ -153,7 +160,10 @@ if _sft_available():
         Example:
           srl-rlvr train sft --model smollm2-135m --data data/demo/train.jsonl --out runs/sft
         """
-        from srl_rlvr.training.pipeline import Ranks, file_digest, run_step, tracking_args
+        from srl_rlvr.core.console import Ranks
+        from srl_rlvr.core.io import file_digest
+        from srl_rlvr.ops.checkpoints import run_step
+        from srl_rlvr.ops.tracking import tracking_args
         from srl_rlvr.training.sft import train_sft
 
         config = _load("sft", config_path, overrides)
@@ -162,7 +172,7 @@ if _sft_available():
         payload = {"model": model, "sft": config.sft, "lora": config.lora, "data": file_digest(data_path)}
 
         def work(_resuming: bool) -> int | None:
-            from srl_rlvr.training.stages import read_manifest
+            from srl_rlvr.registry.manifest import read_manifest
 
             args = config.sft_args(out, **tracking_args(config, out, "sft"))
             final = train_sft(model, data_path, out, args, lora=config.lora)

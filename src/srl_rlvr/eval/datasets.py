@@ -54,9 +54,9 @@ def unscorable_reason(answer: str | None) -> str | None:
         lower = word.lower()
         if (len(word) >= 3 and lower not in MATH_WORDS) or lower in PROSE_SHORT_WORDS:
             return f"prose answer (word {word!r}): the math scorer would read it as a product of letters"
-    from srl_rlvr.rewards.math import _parse_gold  # the scorer's own reading of a gold answer
+    from srl_rlvr.rewards.math import parse_gold  # the scorer's own reading of a gold answer
 
-    parsed = _parse_gold(answer)
+    parsed = parse_gold(answer)
     if not parsed or isinstance(parsed[0], str):
         return "math-verify cannot parse it into a math expression"
     return None

@@ -62,7 +62,8 @@ from srl_rlvr.errors import UserInputError
 from srl_rlvr.eval import generation
 from srl_rlvr.eval.generation import DecodeSettings, Generation
 from srl_rlvr.eval.scoring import full_format_ok, pass_at_k, states_answer, step_text
-from srl_rlvr.prompts import full_problem_messages, full_solution_text, normalise_prefill, srl_step_messages
+from srl_rlvr.prompts import full_problem_messages, full_solution_text, srl_step_messages
+from srl_rlvr.registry.manifest import manifest_think_prefill
 from srl_rlvr.rewards.math import extract_answer, math_answer_reward
 from srl_rlvr.rewards.srl import parse_think_action
 
@@ -70,8 +71,6 @@ MODES = ("full", "stepwise")
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_FILE = "eval_run.json"
-# = srl_rlvr.training.stages.MANIFEST (not imported: that module pulls in TRL); a test keeps them equal.
-STAGE_MANIFEST = "srl_rlvr_stage.json"
 
 
 @dataclass
@@ -123,7 +122,8 @@ def _is_correct(completion: str, answer: str) -> bool:
     return math_answer_reward(completion, answer) == 1.0
 
 
-def _full_rollouts(model: Any, tokenizer: Any, problems: list[str], settings: DecodeSettings, desc: str) -> list[list[_Rollout]]:
+def _full_rollouts(model: Any, tokenizer: Any, problems: list[str], settings: DecodeSettings,
+                   desc: str) -> list[list[_Rollout]]:
     prompts = [full_problem_messages(p) for p in problems]
     outputs: list[list[Generation]] = generation.generate(model, tokenizer, prompts, settings, desc=desc)
     rollouts = []
@@ -172,13 +172,7 @@ def _require_answers(trajectories: Sequence[Trajectory]) -> None:
 
 def model_think_prefill(model_name_or_path: str) -> bool | str:
     """The ``think_prefill`` the model was trained with, per its stage manifest (False if none)."""
-    manifest = Path(str(model_name_or_path)).expanduser() / STAGE_MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        return normalise_prefill(json.loads(manifest.read_text(encoding="utf-8")).get("think_prefill", False))
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UserInputError(f"{manifest}: unreadable stage manifest ({exc})") from None
+    return manifest_think_prefill(model_name_or_path)
 
 
 def _load(model_name_or_path: str) -> tuple[Any, Any]:
@@ -227,7 +221,8 @@ def evaluate(
         torch.manual_seed(config.seed)  # the samples depend on the seed alone, not on what greedy drew
         samples = _rollouts(model, tokenizer, problems, config, sampled, desc=f"{config.mode} sample k={config.k}")
 
-    predictions = [_prediction(t, greedy[i], samples[i] if samples else None, config.mode) for i, t in enumerate(items)]
+    predictions = [_prediction(t, greedy[i], samples[i] if samples else None, config.mode)
+                   for i, t in enumerate(items)]
     metrics = _metrics(predictions, greedy, config)
     run = {
         "model": str(model_name_or_path),
@@ -303,12 +298,14 @@ def rescore_predictions(predictions_path: str | Path, data_path: str | Path) -> 
     the data and scores the completion with ``math_answer_reward`` again. Returns ``greedy_accuracy``,
     ``n`` and ``disagreements`` (ids whose recorded ``correct`` differs from the re-score)::
 
-        python -c "from srl_rlvr.eval import rescore_predictions as r; print(r('out/eval/predictions.jsonl', 'data/demo/test.jsonl'))"
+        python -c "from srl_rlvr.eval import rescore_predictions as r; \
+            print(r('out/eval/predictions.jsonl', 'data/demo/test.jsonl'))"
     """
     from srl_rlvr.data.loaders.registry import load_source
 
     answers = {t.id: t.answer for t in load_source(str(data_path)).rows}
-    rows = [json.loads(line) for line in Path(predictions_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = Path(predictions_path).read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
     if not rows:
         raise UserInputError(f"{predictions_path}: no predictions")
     correct, disagreements = [], []

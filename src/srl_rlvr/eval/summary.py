@@ -79,7 +79,8 @@ def model_summary(per_seed: list[list[bool]], groups: list[int]) -> dict[str, An
         out["by_steps"] = stats.by_group(per_seed[0], groups)
     else:
         out = _mean_accuracy(per_seed)
-        out["by_steps"] = {str(g): _mean_accuracy([[row[k] for k, x in enumerate(groups) if x == g] for row in per_seed])
+        out["by_steps"] = {str(g): _mean_accuracy([[row[k] for k, x in enumerate(groups) if x == g]
+                                                   for row in per_seed])
                            for g in sorted(set(groups))}
     out["per_seed"] = stats.across_seeds([sum(s) / len(s) for s in per_seed])
     return out
@@ -96,7 +97,8 @@ def set_summary(predictions: dict[str, list[Path]], data_path: Path,
     ids = [i for i in steps if i in first]
     unknown = [i for i in first if i not in steps]
     if unknown:
-        raise UserInputError(f"{data_path}: no problem {unknown[0]!r} (predicted by {next(iter(predictions.values()))[0]})")
+        raise UserInputError(f"{data_path}: no problem {unknown[0]!r} "
+                             f"(predicted by {next(iter(predictions.values()))[0]})")
     groups = [steps[i] for i in ids]
     correct = {label: _aligned(per_seed, ids, str(predictions[label][0])) for label, per_seed in read.items()}
     models = {label: model_summary(rows, groups) for label, rows in correct.items()}

@@ -93,8 +93,8 @@ def build_tiny_tokenizer():
 def build_tiny_model(path: str | Path, seed: int = 0) -> Path:
     """Write a tiny random LlamaForCausalLM + tokenizer to ``path`` and return it.
 
-    hidden 64, 2 layers, 4 heads / 2 kv heads, MLP 128, tied embeddings, 619-token vocab (~114k parameters). The same seed
-    gives the same weights and tokenizer; the caller's torch RNG state is left untouched.
+    hidden 64, 2 layers, 4 heads / 2 kv heads, MLP 128, tied embeddings, 619-token vocab (~114k parameters).
+    The same seed gives the same weights and tokenizer; the caller's torch RNG state is left untouched.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM

@@ -42,7 +42,8 @@ def as_test_snippets(tests: str | list[str], entry_point: str | None = None) -> 
 
     >>> as_test_snippets(["assert f(1) == 2", "assert f(2) == 3"])
     ['assert f(1) == 2', 'assert f(2) == 3']
-    >>> as_test_snippets("def check(candidate):\\n    assert candidate(1) == 2\\n", entry_point="f")[0].splitlines()[-1]
+    >>> as_test_snippets("def check(candidate):\\n    assert candidate(1) == 2\\n",
+    ...                  entry_point="f")[0].splitlines()[-1]
     'check(f)'
     """
     if isinstance(tests, str):

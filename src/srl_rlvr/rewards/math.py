@@ -376,7 +376,7 @@ def _gold_text(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 
 
-def _parse_gold(answer: str) -> list[Any]:
+def parse_gold(answer: str) -> list[Any]:
     """Parsed gold answer, cached: a GRPO group scores many completions against one gold answer."""
     cached = _gold_cache.get(answer)
     if cached is not None:
@@ -425,7 +425,7 @@ def math_answer_reward(completion: str, answer: str) -> float:
     read = _read_answer(completion)
     if not read.parsed:
         return 0.0
-    gold = _parse_gold(answer)
+    gold = parse_gold(answer)
     if not gold:
         return 0.0
     _, verify = _math_verify()

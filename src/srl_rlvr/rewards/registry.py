@@ -1,12 +1,16 @@
-"""Name-keyed reward registry (verl style): configs name a reward, this turns the name into a TRL function."""
+"""Name-keyed reward registry (verl style): configs name a reward, this turns the name into a TRL function.
+
+Built on :class:`srl_rlvr.core.names.NameTable`, like every registry here: a taken name is refused, an
+unknown one is answered with the close matches.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from srl_rlvr.errors import UserInputError
-from srl_rlvr.rewards.adapters import (
+from srl_rlvr.core.names import NameTable
+from srl_rlvr.rewards.trl_batch import (
     code_test_reward_batch,
     math_answer_reward_batch,
     srl_step_reward_batch,
@@ -16,13 +20,11 @@ from srl_rlvr.rewards.adapters import (
 RewardFunc = Callable[..., list[float]]
 F = TypeVar("F", bound=Callable[..., Any])
 
-REWARD_FUNCS: dict[str, RewardFunc] = {
-    "srl": srl_step_reward_batch,
-    "srl_strict": srl_step_reward_batch,
-    "srl_lenient": srl_step_reward_lenient_batch,
-    "math": math_answer_reward_batch,
-    "code": code_test_reward_batch,
-}
+REWARD_FUNCS: NameTable[RewardFunc] = NameTable("reward")
+for _name, _func in (("srl", srl_step_reward_batch), ("srl_strict", srl_step_reward_batch),
+                     ("srl_lenient", srl_step_reward_lenient_batch), ("math", math_answer_reward_batch),
+                     ("code", code_test_reward_batch)):
+    REWARD_FUNCS.add(_name, _func)
 
 
 def get_reward_func(name: str) -> RewardFunc:
@@ -30,16 +32,12 @@ def get_reward_func(name: str) -> RewardFunc:
 
     >>> get_reward_func("srl").__name__
     'srl_step_reward'
-    >>> get_reward_func("bleu")
+    >>> get_reward_func("mathh")
     Traceback (most recent call last):
     ...
-    srl_rlvr.errors.UserInputError: unknown reward 'bleu'; known rewards: code, math, srl, srl_lenient, srl_strict
-    """
-    try:
-        return REWARD_FUNCS[name]
-    except KeyError:
-        known = ", ".join(sorted(REWARD_FUNCS))
-        raise UserInputError(f"unknown reward {name!r}; known rewards: {known}") from None
+    srl_rlvr.errors.UserInputError: unknown reward 'mathh' (did you mean 'math'?); known rewards: code, math, srl, srl_lenient, srl_strict
+    """  # noqa: E501 - the doctest's expected exception line above cannot be wrapped
+    return REWARD_FUNCS.get(name)
 
 
 def register_reward(name: str) -> Callable[[F], F]:
@@ -52,15 +50,6 @@ def register_reward(name: str) -> Callable[[F], F]:
     ...     return [float(len(c)) for c in completions]
     >>> get_reward_func("length_demo")(["ab", "abc"])
     [2.0, 3.0]
-    >>> del REWARD_FUNCS["length_demo"]
+    >>> REWARD_FUNCS.remove("length_demo")
     """
-    if not name or not isinstance(name, str):
-        raise ValueError(f"reward name must be a non-empty string, got {name!r}")
-
-    def decorator(func: F) -> F:
-        if name in REWARD_FUNCS:
-            raise ValueError(f"reward {name!r} is already registered (to {REWARD_FUNCS[name].__name__})")
-        REWARD_FUNCS[name] = func
-        return func
-
-    return decorator
+    return REWARD_FUNCS.register(name)

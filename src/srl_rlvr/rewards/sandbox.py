@@ -180,7 +180,8 @@ def run_python_tests(
     by then count as failed. ``_audit_hook=False`` exists only so the tests can prove the other layers
     on their own; never turn it off for real candidates.
 
-    >>> run_python_tests("def add(a, b):\\n    return a + b", ["assert add(1, 2) == 3", "assert add(1, 1) == 3"]).passed
+    >>> run_python_tests("def add(a, b):\\n    return a + b",
+    ...                  ["assert add(1, 2) == 3", "assert add(1, 1) == 3"]).passed
     (True, False)
     """
     tests = list(tests)

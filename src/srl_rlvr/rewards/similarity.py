@@ -36,7 +36,8 @@ def _self_check_pairs() -> list[tuple[str, str]]:
     pairs.append(("ab" * 150, "ba" * 150))
     pairs.append(("x" * 300 + "y", "y" + "x" * 300))
     pairs.append(("the cat sat on the mat " * 12, "a cat sat on a mat " * 15))
-    pairs.append(("".join(chr(0x4E00 + i % 37) for i in range(400)), "".join(chr(0x4E00 + i % 41) for i in range(450))))
+    pairs.append(("".join(chr(0x4E00 + i % 37) for i in range(400)),
+                  "".join(chr(0x4E00 + i % 41) for i in range(450))))
     pairs.append(("step 1: x = 2\n" * 20, "step 1: x = 3\n" * 20))
     return pairs
 

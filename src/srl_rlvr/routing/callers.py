@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.routing.tiers import Tier, estimate_tokens
+from srl_rlvr.routing.targets import Tier, estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class HFCaller:
             from srl_rlvr.eval.harness import model_think_prefill
             from srl_rlvr.models import load_model_and_tokenizer
 
-            model, tokenizer = load_model_and_tokenizer(tier.model, device="cuda" if torch.cuda.is_available() else None)
+            model, tokenizer = load_model_and_tokenizer(tier.model,
+                                                        device="cuda" if torch.cuda.is_available() else None)
             self._loaded[tier.model] = (model, tokenizer, model_think_prefill(tier.model))
         return self._loaded[tier.model]
 

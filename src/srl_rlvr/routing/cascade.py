@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.routing.router import AllTiersFailed, TierCaller, call_cost, output_text
-from srl_rlvr.routing.tiers import Tier
+from srl_rlvr.routing.calls import AllTiersFailed, TierCaller, call_cost, output_text
+from srl_rlvr.routing.targets import Tier
 
 _UNEVALUATED = re.compile(r"\d\s*[-+*/×÷^]\s*\(?\s*\d")
 THINK_CLOSE = "</think>"
@@ -195,7 +195,8 @@ class Cascade:
             if verdict.accept or last:
                 return CascadeResult(verdict.answer, verdict.completion, tier, verdict.accept, tuple(escalations),
                                      cost, tuple(calls), tuple(errors))
-            esc = Escalation(tier.name, self.tiers[position + 1].name, verdict.reason, verdict.answer, verdict.completion)
+            esc = Escalation(tier.name, self.tiers[position + 1].name, verdict.reason, verdict.answer,
+                             verdict.completion)
             pending.append(len(escalations))
             escalations.append(esc)
         raise AllTiersFailed(errors)

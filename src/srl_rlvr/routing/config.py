@@ -28,6 +28,8 @@ Schema (every key optional except ``tiers`` and each tier's ``backend``)::
 
 A wrong key or type is a UserInputError naming the file and the key. Relative paths (a tier's ``model``
 when it looks like a path, ``predictions``, ``quality`` report paths) are relative to the YAML file's folder.
+The backends a tier may name are :data:`srl_rlvr.routing.backends.TARGET_BACKENDS`; routers and cascades
+are built from a loaded config by :mod:`srl_rlvr.routing.build`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.config import _check_keys, deep_merge, expand_dotted, read_yaml
+from srl_rlvr.core.names import did_you_mean
+from srl_rlvr.core.yamlconf import check_keys, dataclass_schema, deep_merge, expand_dotted, read_yaml, resolve_path
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.routing.tiers import BACKENDS, MEASURED, Tier, TierCost, derived_cost, quality_from_report
+from srl_rlvr.routing.backends import TARGET_BACKENDS
+from srl_rlvr.routing.targets import MEASURED, Tier, TierCost, derived_cost, quality_from_report
 
 OVERRIDES = "--set"
 _ROUTER_NAME = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*$")
@@ -144,39 +148,12 @@ class RouteConfig:
                 continue
             tps = (measured_tokens_per_s or {}).get(spec.tier.name)
             if not tps:
-                raise UserInputError(f"{self.source}: tier {spec.tier.name!r} prices its output by a measured throughput; "
-                                     f"load it beside a route eval's metrics.json or give output_tokens_per_s a number")
+                raise UserInputError(f"{self.source}: tier {spec.tier.name!r} prices its output "
+                                     f"by a measured throughput; "
+                                     f"load it beside a route eval's metrics.json "
+                                     f"or give output_tokens_per_s a number")
             out.append(spec.with_measured_throughput(tps))
         return out
-
-    def build_cascade(self, tiers: list[Tier], log: Any = None) -> Any:
-        """The cascade of ``cascade.tiers`` (default: all, cheapest first on a nominal prompt)."""
-        from srl_rlvr.routing.cascade import Cascade, MathVerifier
-
-        by_name = {t.name: t for t in tiers}
-        c = self.cascade
-        order = [by_name[n] for n in c.tiers] if c.tiers else sorted(tiers, key=lambda t: t.estimated_cost("x" * 400))
-        return Cascade(order, MathVerifier(c.min_agreement, c.require_answer_statement), k=c.k, log=log,
-                       name=f"cascade-{self.name}", domain=self.task if self.task in ("math", "code", "agent") else "math")
-
-    def build_router(self, predictor: Any = None, tiers: list[Tier] | None = None) -> Any:
-        from srl_rlvr.routing.budget import BudgetBook
-        from srl_rlvr.routing.health import TierHealth
-        from srl_rlvr.routing.router import Router
-
-        r = self.router
-        return Router(
-            tiers or self.resolved_tiers(), predictor=predictor,
-            threshold=r.threshold if r.threshold is not None else 0.5, name=self.name, task=self.task,
-            budgets=BudgetBook(dict(self.budgets.keys), self.budgets.default_usd, self.budgets.period_s),
-            health=TierHealth(allowed_fails=r.allowed_fails, window_s=r.failure_window_s, cooldown_s=r.cooldown_s),
-            num_retries=r.num_retries, on_over_budget=r.on_over_budget,
-        )
-
-
-def _resolve(value: str, base: Path) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _looks_like_path(value: str, base: Path) -> bool:
@@ -192,17 +169,17 @@ def _resolve_tier_paths(tiers: Any, base: Path) -> None:
             continue
         model = spec.get("model")
         if isinstance(model, str) and _looks_like_path(model, base):
-            spec["model"] = _resolve(model, base)
+            spec["model"] = resolve_path(model, base)
         predictions = spec.get("predictions")
         if isinstance(predictions, str):
-            spec["predictions"] = _resolve(predictions, base)
+            spec["predictions"] = resolve_path(predictions, base)
         elif isinstance(predictions, list):
-            spec["predictions"] = [_resolve(p, base) if isinstance(p, str) else p for p in predictions]
+            spec["predictions"] = [resolve_path(p, base) if isinstance(p, str) else p for p in predictions]
         quality = spec.get("quality")
         if isinstance(quality, dict):
             for key, value in quality.items():
                 if isinstance(value, str):
-                    quality[key] = _resolve(value, base)
+                    quality[key] = resolve_path(value, base)
 
 
 def _tier(name: str, raw: dict[str, Any], where: str) -> TierSpec:
@@ -210,14 +187,17 @@ def _tier(name: str, raw: dict[str, Any], where: str) -> TierSpec:
     if not isinstance(raw, dict):
         raise UserInputError(f"{where}: '{section}' must be a mapping of tier settings")
     raw = copy.deepcopy(raw)
-    _check_keys(raw, TIER_KEYS, where, section)
+    check_keys(raw, TIER_KEYS, where, section)
+    known = TARGET_BACKENDS.names()
     if "backend" not in raw:
-        raise UserInputError(f"{where}: '{section}.backend' is required (one of {', '.join(BACKENDS)})")
-    if raw["backend"] not in BACKENDS:
-        raise UserInputError(f"{where}: '{section}.backend': unknown backend {raw['backend']!r}; choose from {', '.join(BACKENDS)}")
+        raise UserInputError(f"{where}: '{section}.backend' is required (one of {', '.join(known)})")
+    if raw["backend"] not in TARGET_BACKENDS:
+        raise UserInputError(f"{where}: '{section}.backend': unknown backend {raw['backend']!r}"
+                             f"{did_you_mean(raw['backend'], known)}; choose from {', '.join(known)}")
+    backend = TARGET_BACKENDS.get(raw["backend"])
     model = raw.get("model")
-    if raw["backend"] == "hf" and not model:
-        raise UserInputError(f"{where}: '{section}.model' is required for backend 'hf'")
+    if backend.requires_model and not model:
+        raise UserInputError(f"{where}: '{section}.model' is required for backend '{backend.name}'")
     predictions = raw.get("predictions") or []
     predictions = [predictions] if isinstance(predictions, str) else list(predictions)
     cost, pending = _cost(raw.get("cost") or {}, where, f"{section}.cost")
@@ -238,7 +218,7 @@ def _tier(name: str, raw: dict[str, Any], where: str) -> TierSpec:
 
 
 def _cost(raw: dict[str, Any], where: str, section: str) -> tuple[TierCost, dict[str, Any] | None]:
-    _check_keys(raw, COST_KEYS, where, section)
+    check_keys(raw, COST_KEYS, where, section)
     priced = {"usd_per_mtok_input", "usd_per_mtok_output"} & set(raw)
     instance = {"instance_usd_per_hour", "output_tokens_per_s", "input_tokens_per_s"} & set(raw)
     if priced and instance:
@@ -264,10 +244,8 @@ def _cost(raw: dict[str, Any], where: str, section: str) -> tuple[TierCost, dict
 
 
 def _section(cls: type, raw: Any, where: str, name: str) -> Any:
-    from srl_rlvr.config import _hints
-
     raw = copy.deepcopy(raw or {})
-    _check_keys(raw, _hints(cls), where, name)
+    check_keys(raw, dataclass_schema(cls), where, name)
     return cls(**raw)
 
 
@@ -280,7 +258,8 @@ def _check_values(config: RouteConfig, where: str) -> None:
         (r.on_over_budget in ("downgrade", "refuse"), "router.on_over_budget", "must be 'downgrade' or 'refuse'"),
         (r.num_retries >= 0 and r.allowed_fails >= 1, "router.num_retries/allowed_fails", "must be >= 0 / >= 1"),
         (p.folds >= 2, "predictor.folds", "must be >= 2 (each fold is scored by a predictor trained on the others)"),
-        (p.C > 0 and p.hash_dim >= 0 and p.min_per_class >= 1, "predictor", "needs C > 0, hash_dim >= 0, min_per_class >= 1"),
+        (p.C > 0 and p.hash_dim >= 0 and p.min_per_class >= 1, "predictor",
+         "needs C > 0, hash_dim >= 0, min_per_class >= 1"),
         (c.k >= 1 and 0.0 <= c.min_agreement <= 1.0, "cascade", "needs k >= 1 and min_agreement in [0, 1]"),
         (e.score in ("greedy", "avg_at_k"), "eval.score", "must be 'greedy' or 'avg_at_k'"),
         (e.random_seeds >= 1, "eval.random_seeds", "must be >= 1"),
@@ -308,12 +287,12 @@ def load_route_config(path: str | Path, overrides: dict[str, Any] | None = None)
     where = str(path)
     if not isinstance(raw, dict):
         raise UserInputError(f"{where}: expected a mapping of config keys")
-    _check_keys(raw, TOP_LEVEL, where, None)
+    check_keys(raw, TOP_LEVEL, where, None)
     _resolve_tier_paths(raw.get("tiers"), path.resolve().parent)  # paths in the file: relative to the file
     if overrides:
         over = expand_dotted(overrides)
         _resolve_tier_paths(over.get("tiers"), Path.cwd())  # paths on the command line: relative to the cwd
-        _check_keys(copy.deepcopy(over), TOP_LEVEL, OVERRIDES, None)
+        check_keys(copy.deepcopy(over), TOP_LEVEL, OVERRIDES, None)
         for tier in (over.get("tiers") or {}):
             if tier not in (raw.get("tiers") or {}):
                 raise UserInputError(f"{OVERRIDES}: 'tiers.{tier}': no such tier in {where}")

@@ -41,14 +41,14 @@ from typing import Any
 
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.routing import metrics as M
-from srl_rlvr.routing.callers import BackendCaller, Completion, HFCaller, ReplayCaller, as_completion
+from srl_rlvr.routing.backends import TARGET_BACKENDS
 from srl_rlvr.routing.calibration import threshold_for_share
+from srl_rlvr.routing.callers import BackendCaller, Completion, ReplayCaller, as_completion
 from srl_rlvr.routing.cascade import Cascade, EscalationLog, MathVerifier
-from srl_rlvr.routing.config import RouteConfig, TierSpec
-from srl_rlvr.routing.demo_solver import DemoSolverCaller
+from srl_rlvr.routing.config import EvalSettings, RouteConfig, TierSpec
 from srl_rlvr.routing.policy import choose_tier
 from srl_rlvr.routing.predictor import QualityPredictor
-from srl_rlvr.routing.tiers import Tier, estimate_tokens, measured_tokens_per_s
+from srl_rlvr.routing.targets import Tier, estimate_tokens, measured_tokens_per_s
 
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "cost_quality.png"
@@ -116,7 +116,8 @@ def _read_predictions(spec: TierSpec, items: Sequence[Any]) -> TierOutcome:
     if spec.pending_cost is not None:
         measured = [measured_tokens_per_s(Path(p).parent) for p in spec.predictions]
         if None in measured:
-            raise UserInputError(f"tier {spec.tier.name!r}: cost.output_tokens_per_s is 'measured', but its predictions "
+            raise UserInputError(f"tier {spec.tier.name!r}: cost.output_tokens_per_s is 'measured', "
+                                 f"but its predictions "
                                  f"lack a k=1 eval_run.json beside them; give a number instead")
         tps = sum(measured) / len(measured)
     return TierOutcome(greedy, samples, [], [], source="predictions: " + ", ".join(spec.predictions), tokens_per_s=tps)
@@ -128,14 +129,26 @@ def _preflight(config: RouteConfig) -> None:
         tier = spec.tier
         if spec.predictions:
             continue
-        if tier.backend not in ("hf", "demo_solver"):
+        backend = TARGET_BACKENDS.get(tier.backend)
+        if not backend.runs_in_route_eval:
             raise UserInputError(f"tier {tier.name!r}: backend {tier.backend!r} is a served endpoint; the route eval "
                                  f"needs its cached eval predictions (tiers.{tier.name}.predictions)")
-        if tier.backend == "hf" and tier.model and Path(tier.model).is_absolute() and not Path(tier.model).exists():
+        if (backend.local_model is not None and tier.model and Path(tier.model).is_absolute()
+                and not Path(tier.model).exists()):
             raise UserInputError(f"tier {tier.name!r}: model folder {tier.model} does not exist. Train it first "
                                  f"(e.g. `srl-rlvr demo --out out/demo`), point the tier at cached eval predictions "
                                  f"(--set tiers.{tier.name}.predictions=PATH), or use another model "
                                  f"(--set tiers.{tier.name}.model=smollm2-135m)")
+
+
+def route_eval_callers(settings: EvalSettings) -> dict[str, Any]:
+    """``call_tier`` per backend the route eval can call here (the others need cached predictions)."""
+    callers = {}
+    for name in TARGET_BACKENDS.names():
+        caller = TARGET_BACKENDS.get(name).route_eval_caller(settings)
+        if caller is not None:
+            callers[name] = caller
+    return callers
 
 
 def _run_tier(spec: TierSpec, items: Sequence[Any], caller: BackendCaller, samples_k: int) -> TierOutcome:
@@ -177,14 +190,15 @@ def _write_tier_predictions(out: Path, tier: Tier, items: Sequence[Any], outcome
         for i, item in enumerate(items):
             row: dict[str, Any] = {"id": item.id, "answer": item.answer, "completion": outcome.greedy[i].text,
                                    "extracted_answer": extract_answer(outcome.greedy[i].text),
-                                   "correct": outcome.greedy_correct[i] == 1.0, "num_tokens": outcome.greedy[i].num_tokens}
+                                   "correct": outcome.greedy_correct[i] == 1.0,
+                                   "num_tokens": outcome.greedy[i].num_tokens}
             if outcome.samples[i]:
                 row["samples_correct"] = [c == 1.0 for c in outcome.samples_correct[i]]
                 row["sample_completions"] = [s.text for s in outcome.samples[i]]
                 row["sample_num_tokens"] = [s.num_tokens for s in outcome.samples[i]]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     # Like `srl-rlvr eval`'s eval_run.json, timing the greedy pass only, so a rerun that reuses these
-    # predictions can still derive a measured throughput (tiers.measured_tokens_per_s).
+    # predictions can still derive a measured throughput (targets.measured_tokens_per_s).
     run = {"model": tier.model, "backend": tier.backend, "config": {"k": 1}, "seconds": outcome.greedy_seconds,
            "written_by": "srl-rlvr route eval (greedy pass timing)"}
     (folder / "eval_run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
@@ -210,7 +224,8 @@ def held_out_qualities(prompts: Sequence[str], scores: dict[str, list[float]], f
     out: list[dict[str, float]] = [{} for _ in range(n)]
     for fold in range(folds):
         train = [i for i in range(n) if fold_of[i] != fold]
-        predictor = QualityPredictor.fit([prompts[i] for i in train], {t: [s[i] for i in train] for t, s in scores.items()},
+        predictor = QualityPredictor.fit([prompts[i] for i in train],
+                                         {t: [s[i] for i in train] for t, s in scores.items()},
                                          hash_dim=hash_dim, C=C, min_per_class=min_per_class, seed=seed)
         for i in range(n):
             if fold_of[i] == fold:
@@ -222,7 +237,7 @@ def _policy_route(tiers: Sequence[Tier], qualities: Sequence[dict[str, float]], 
                   threshold: float) -> list[str]:
     """The tier the policy picks per item, ordering tiers by the cost estimated *before* the call (as
     the router does), never by the tokens the tiers went on to generate."""
-    return [choose_tier(tiers, q, threshold, lambda t: t.estimated_cost(prompt)).tier.name
+    return [choose_tier(tiers, q, threshold, lambda t, prompt=prompt: t.estimated_cost(prompt)).tier.name
             for q, prompt in zip(qualities, prompts)]
 
 
@@ -230,7 +245,8 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, limit: int | None = None) -> dict[str, Any]:
+def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path,
+                   limit: int | None = None) -> dict[str, Any]:
     """Run steps 1-6 of the module docstring; return the metrics (also written to OUT/metrics.json)."""
     from tqdm import tqdm
 
@@ -244,9 +260,7 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
     samples_k = cc.k if cc.k > 1 else 0
 
     # 1. outcomes per tier
-    hf = HFCaller(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, temperature=ev.temperature,
-                  bf16=ev.bf16, seed=ev.seed)
-    caller = BackendCaller({"hf": hf, "demo_solver": DemoSolverCaller()})
+    caller = BackendCaller(route_eval_callers(ev))
     outcomes: dict[str, TierOutcome] = {}
     ran: dict[tuple[str, str | None], TierOutcome] = {}
     tiers: list[Tier] = []
@@ -271,7 +285,8 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
             written[tier.name] = str(_write_tier_predictions(out, tier, items, outcome))
 
     by_name = {t.name: t for t in tiers}
-    costs = {t.name: [t.cost.usd(estimate_tokens(p), outcomes[t.name].greedy[i].num_tokens) for i, p in enumerate(prompts)]
+    costs = {t.name: [t.cost.usd(estimate_tokens(p), outcomes[t.name].greedy[i].num_tokens)
+                      for i, p in enumerate(prompts)]
              for t in tiers}
     scores = {name: o.scores for name, o in outcomes.items()}
     by_cost = sorted(tiers, key=lambda t: _mean(costs[t.name]))
@@ -352,7 +367,8 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
     }
 
     # 6. outputs
-    final = QualityPredictor.fit(prompts, scores, hash_dim=p.hash_dim, C=p.C, min_per_class=p.min_per_class, seed=p.seed)
+    final = QualityPredictor.fit(prompts, scores, hash_dim=p.hash_dim, C=p.C, min_per_class=p.min_per_class,
+                                 seed=p.seed)
     final.save(out / PREDICTOR_FILE)
     with (out / ROUTES_FILE).open("w", encoding="utf-8") as f:
         for i, item in enumerate(items):
@@ -377,11 +393,12 @@ def run_route_eval(config: RouteConfig, data_path: str, out_dir: str | Path, lim
                   for t in tiers},
         "cascade": cascade_metrics,
         "simulated_tiers": simulated,
-        "files": {"predictor": str(out / PREDICTOR_FILE), "routes": str(out / ROUTES_FILE), "plot": str(out / PLOT_FILE),
-                  "escalations": str(log_path), "tier_predictions": written},
+        "files": {"predictor": str(out / PREDICTOR_FILE), "routes": str(out / ROUTES_FILE),
+                  "plot": str(out / PLOT_FILE), "escalations": str(log_path), "tier_predictions": written},
     }
     if simulated:
-        metrics["simulated_note"] = (f"SIMULATED: tier(s) {', '.join(simulated)} are stand-ins (cost and quality are not "
+        metrics["simulated_note"] = (f"SIMULATED: tier(s) {', '.join(simulated)} are stand-ins "
+                                     f"(cost and quality are not "
                                      f"measured on a real model); every number involving them is simulated")
     if router_curve.gap == 0:
         metrics["note"] = "the pair performs the same on these items: there is no gap to recover, APGR/CPT are null"

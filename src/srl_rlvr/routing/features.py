@@ -42,7 +42,8 @@ FEATURE_NAMES = (
 def prompt_features(prompt: str) -> list[float]:
     """The hand-made features of one prompt, in ``FEATURE_NAMES`` order.
 
-    >>> f = dict(zip(FEATURE_NAMES, prompt_features("Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more. How many?")))
+    >>> f = dict(zip(FEATURE_NAMES, prompt_features("Mia has 7 boxes with 6 pens in each. "
+    ...     "First she gives away 9 pens, and then she buys 15 more. How many?")))
     >>> f["numbers"], f["digits"], f["sequence_words"], f["operation_words"]
     (4.0, 5.0, 2.0, 4.0)
     """

@@ -125,7 +125,8 @@ def summarize(curve: GapCurve) -> dict[str, float | None]:
     return {"apgr": apgr(curve), "cpt50": cpt(curve, 50), "cpt80": cpt(curve, 80)}
 
 
-def random_router_summary(weak: Sequence[float], strong: Sequence[float], seeds: int, seed: int = 0) -> dict[str, float | None]:
+def random_router_summary(weak: Sequence[float], strong: Sequence[float], seeds: int,
+                          seed: int = 0) -> dict[str, float | None]:
     """APGR/CPT of a router that escalates in random order, averaged over ``seeds`` orders.
 
     Its expectation is APGR 0.5 and CPT(x%) = x/100; the empirical mean is what RouteLLM reports.

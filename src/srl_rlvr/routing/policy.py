@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from srl_rlvr.routing.tiers import Tier
+from srl_rlvr.routing.targets import Tier
 
 
 class NoTierAvailable(RuntimeError):

@@ -92,7 +92,8 @@ class QualityPredictor:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "predictor") -> "QualityPredictor":
         if data.get("format_version") != FORMAT_VERSION or list(data.get("feature_names", [])) != list(FEATURE_NAMES):
-            raise UserInputError(f"{where}: written by another version of the router (features or format differ); refit it")
+            raise UserInputError(f"{where}: written by another version of the router "
+                                 "(features or format differ); refit it")
         try:
             models = {name: TierModel(**m) for name, m in data["models"].items()}
         except (KeyError, TypeError) as exc:

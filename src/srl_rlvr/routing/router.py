@@ -3,39 +3,28 @@ tier (:mod:`srl_rlvr.routing.policy`), with fallbacks, retries, cooldowns and pe
 
 For the server (no FastAPI here; it plugs its backends in as ``call_tier``)::
 
-    router = load_router("configs/route-cpu.yaml", "out/route_eval/predictor.json")
+    router = load_router("configs/route-cpu.yaml", "out/route_eval/predictor.json")  # srl_rlvr.routing.build
     r = resolve_router_model("router-cb-0.5", {router.name: router})   # the OpenAI "model" field
     decision = r.route(prompt, api_key=key)          # RouteDecision: tier, threshold, quality, est. cost, reason
     result = r.call(prompt, call_tier, api_key=key)  # RoutedCall: outputs, the tier that answered, cost
 
-``call_tier(tier, prompt, n) -> list`` returns ``n`` completions, each a ``str`` or an object with
-``.text`` (and ``.num_tokens``, used for the cost when present); it raises on failure.
+``call_tier(tier, prompt, n) -> list`` returns ``n`` completions (:mod:`srl_rlvr.routing.calls`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.routing.budget import BudgetBook, BudgetExceeded
 from srl_rlvr.routing.calibration import format_router_model, parse_router_model, threshold_for_share
+from srl_rlvr.routing.calls import AllTiersFailed, TierCaller, call_cost, output_text
 from srl_rlvr.routing.health import TierHealth
 from srl_rlvr.routing.policy import NoTierAvailable, choose_tier
 from srl_rlvr.routing.predictor import QualityPredictor
-from srl_rlvr.routing.tiers import Tier, estimate_tokens
-
-TierCaller = Callable[[Tier, str, int], Sequence[Any]]
-
-
-class AllTiersFailed(RuntimeError):
-    """The chosen tier and every fallback failed; ``errors`` holds (tier, error) per failed attempt."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__("every tier failed: " + "; ".join(f"{t}: {e}" for t, e in errors))
+from srl_rlvr.routing.targets import Tier
 
 
 @dataclass(frozen=True)
@@ -58,20 +47,6 @@ class RoutedCall:
     cost: float  # dollars actually spent (estimated input tokens, counted output tokens when known)
     latency_ms: float
     failures: tuple[tuple[str, str], ...] = ()  # (tier, error) of the attempts that failed first
-
-
-def output_text(output: Any) -> str:
-    return output if isinstance(output, str) else str(getattr(output, "text"))
-
-
-def output_tokens(output: Any) -> int:
-    count = getattr(output, "num_tokens", None)
-    return int(count) if count is not None else estimate_tokens(output_text(output))
-
-
-def call_cost(tier: Tier, prompt: str, outputs: Sequence[Any]) -> float:
-    """Dollars for one call that returned ``outputs`` (the prompt is paid once per call)."""
-    return tier.cost.usd(estimate_tokens(prompt), sum(output_tokens(o) for o in outputs))
 
 
 class Router:
@@ -201,26 +176,5 @@ def resolve_router_model(model: str, routers: Mapping[str, Router]) -> Router:
     return routers[name].with_threshold(threshold)
 
 
-def load_router(config_path: str, predictor_path: str | None = None) -> Router:
-    """A router from a route config (tiers, router settings, budgets) and a fitted predictor file.
-
-    Tiers priced by a measured throughput take it from the ``metrics.json`` beside the predictor
-    (``srl-rlvr route eval`` writes both into its --out folder).
-    """
-    import json
-    from pathlib import Path
-
-    from srl_rlvr.routing.config import load_route_config
-
-    config = load_route_config(config_path)
-    predictor = QualityPredictor.load(predictor_path) if predictor_path else None
-    measured: dict[str, float] = {}
-    metrics_file = Path(predictor_path).parent / "metrics.json" if predictor_path else None
-    if metrics_file is not None and metrics_file.is_file():
-        tiers = json.loads(metrics_file.read_text(encoding="utf-8")).get("tiers", {})
-        measured = {name: t["output_tokens_per_s"] for name, t in tiers.items() if t.get("output_tokens_per_s")}
-    return config.build_router(predictor, config.resolved_tiers(measured))
-
-
 __all__ = ["AllTiersFailed", "BudgetExceeded", "NoTierAvailable", "RouteDecision", "RoutedCall", "Router",
-           "TierCaller", "call_cost", "load_router", "resolve_router_model"]
+           "TierCaller", "call_cost", "resolve_router_model"]

@@ -4,7 +4,7 @@
 
 Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/v1/load_lora_adapter``,
 ``/v1/unload_lora_adapter``, ``/health``, ``/metrics``; with ``routing.config`` also the router and cascade
-model names (``routing_bridge.py``). Every error, including malformed JSON and wrong
+model names (``routed_models.py``). Every error, including malformed JSON and wrong
 types, is an OpenAI-style JSON body ``{"error": {...}}`` with a 4xx status and the reason.
 """
 
@@ -111,7 +111,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     metrics = ServingMetrics(catalog.load_snapshot)
     routing = None
     if settings.routing.config:  # router-<name>-<threshold> and cascade-<name> as model names
-        from srl_rlvr.serving.routing_bridge import RoutingBridge
+        from srl_rlvr.serving.routed_models import RoutingBridge
 
         routing = RoutingBridge.from_settings(settings, catalog, metrics)
         catalog.add_virtual(routing)

@@ -2,7 +2,7 @@
 
 A name is the base model's served name or a loaded LoRA adapter's name (a :class:`Target`). *Virtual*
 names are added through :meth:`ModelCatalog.add_virtual`: a :class:`VirtualModel` picks a concrete target
-per request and may add response headers (the router and the cascade: ``serving/routing_bridge.py``).
+per request and may add response headers (the router and the cascade: ``serving/routed_models.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.serving.adapter import ThinkFormat, resolve_think_format
 from srl_rlvr.serving.backends.base import AdapterInfo, Backend
 from srl_rlvr.serving.errors import APIError, model_not_found
 from srl_rlvr.serving.settings import ServeSettings
+from srl_rlvr.serving.think_format import ThinkFormat, resolve_think_format
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Prometheus metrics under vLLM's names, so dashboards built for vLLM read this server too.
+"""Prometheus metrics under vLLM's names, so dashboards built for vLLM read this server too, and the
+``srl_rlvr:*`` counters of the routed model names (:class:`RouteCounters`).
 
 Each app owns its own ``CollectorRegistry`` (several apps in one process, as in tests, never clash).
-Every series carries ``model_name`` (the base model's served name) and ``lora_name`` (the adapter, or
-empty for the base model).
+Every vLLM-named series carries ``model_name`` (the base model's served name) and ``lora_name`` (the
+adapter, or empty for the base model).
 """
 
 from __future__ import annotations
@@ -71,3 +72,23 @@ class ServingMetrics:
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RouteCounters:
+    """``srl_rlvr:*`` counters of the router and cascade model names, in the app's registry (beside the
+    vLLM-named ones). Dashboards and tests read these names and labels: keep them."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.router_requests = Counter(
+            "srl_rlvr:router_requests", "Requests answered through a router model name, by the tier that answered.",
+            ("router", "tier"), registry=registry)
+        self.cascade_requests = Counter(
+            "srl_rlvr:cascade_requests", "Requests answered through a cascade model name, by the tier whose answer "
+            "was returned.", ("cascade", "tier"), registry=registry)
+        self.cascade_escalations = Counter(
+            "srl_rlvr:cascade_escalations", "Cascade moves to the next tier; reason: format, agreement, task_check, "
+            "no_completions or error (the tier failed).", ("cascade", "from_tier", "to_tier", "reason"),
+            registry=registry)
+        self.rejected = Counter(
+            "srl_rlvr:route_rejected", "Router or cascade requests refused: budget_exceeded (429), all_tiers_failed "
+            "(502), no_tier_available (503).", ("name", "reason"), registry=registry)

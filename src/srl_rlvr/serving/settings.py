@@ -8,7 +8,6 @@ the wrong type is a :class:`~srl_rlvr.errors.UserInputError` naming the file and
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -18,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from srl_rlvr.core.names import did_you_mean
+from srl_rlvr.core.yamlconf import read_yaml, resolve_path
 from srl_rlvr.errors import UserInputError
 
 API_KEYS_ENV = "SRL_RLVR_API_KEYS"
@@ -61,8 +62,10 @@ class HFSettings(_Section):
         "requests to queue again (clients answered by it usually ask again at once).")
     dtype: str | None = Field(None, description="float32, bfloat16, ... (default: the checkpoint's).")
     device: str | None = Field(None, description="cpu, cuda, ... (default: cpu).")
-    mixed_adapter_batches: bool = Field(True, description="Batch requests for different adapters together (peft adapter_names).")
-    prefix_cache: bool = Field(True, description="Prefill a prompt prefix shared by a batch (e.g. the system prompt) once.")
+    mixed_adapter_batches: bool = Field(
+        True, description="Batch requests for different adapters together (peft adapter_names).")
+    prefix_cache: bool = Field(
+        True, description="Prefill a prompt prefix shared by a batch (e.g. the system prompt) once.")
     min_prefix_tokens: int = Field(32, ge=1, description="Shorter shared prefixes are not worth caching.")
     prefix_cache_entries: int = Field(8, ge=1, description="Prefix KV caches kept (least recently used dropped).")
 
@@ -109,7 +112,8 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_keys: list[ApiKey] = Field(default_factory=list)
-    lora_adapters: dict[str, str] = Field(default_factory=dict, description="Adapters loaded at start: name -> folder.")
+    lora_adapters: dict[str, str] = Field(default_factory=dict,
+                                          description="Adapters loaded at start: name -> folder.")
     limits: LimitSettings = Field(default_factory=LimitSettings)
     think: ThinkSettings = Field(default_factory=ThinkSettings)
     hf: HFSettings = Field(default_factory=HFSettings)
@@ -139,8 +143,7 @@ def _describe(exc: ValidationError, where: str) -> UserInputError:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p)))
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(ServeSettings, loc), n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(str(loc[-1]), _allowed_keys(ServeSettings, loc))
         return UserInputError(f"{where}: unknown key '{key}'{hint}")
     if err["type"] == "missing":
         return UserInputError(f"{where}: '{key}' is required")
@@ -168,8 +171,6 @@ def parse_api_keys_env(text: str) -> list[ApiKey]:
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> ServeSettings:
     """``serve.yaml`` (if given) with the non-None ``overrides`` on top, plus keys from ``SRL_RLVR_API_KEYS``."""
-    from srl_rlvr.config import read_yaml
-
     where = str(config_path) if config_path is not None else "settings"
     raw = read_yaml(config_path) if config_path is not None else {}
     if raw is None:
@@ -194,10 +195,7 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
 
 def _resolve_relative(model: str, base: Path) -> str:
     """A ``./folder`` in serve.yaml is relative to the YAML file, like paths in pipeline configs."""
-    if model.startswith((".", "~")):
-        path = Path(model).expanduser()
-        return str(path if path.is_absolute() else (base / path).resolve())
-    return model
+    return resolve_path(model, base) if model.startswith((".", "~")) else model
 
 
 def is_loopback(host: str) -> bool:

@@ -1,18 +1,17 @@
 """Hardware tiers: packaged YAML defaults (cpu, gold, silver, bronze) plus their accelerate/DeepSpeed files.
 
-A tier file has the pipeline-config schema (see :mod:`srl_rlvr.config`); ``hardware`` and ``throughput``
+A tier file has the pipeline-config schema (see :mod:`srl_rlvr.pipelines.config`); ``hardware`` and ``throughput``
 are free-form. This module only finds and reads the files (plain YAML, no torch/trl import), so the
-``srl-rlvr tiers`` commands stay fast; :func:`srl_rlvr.config.load_tier` is the validating loader.
+``srl-rlvr tiers`` commands stay fast; :func:`srl_rlvr.pipelines.config.load_tier` is the validating loader.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from srl_rlvr.core.names import did_you_mean
+from srl_rlvr.core.yamlconf import deep_merge, read_yaml
 from srl_rlvr.errors import UserInputError
 
 TIERS_DIR = Path(__file__).parent
@@ -40,34 +39,26 @@ def tier_file(name_or_path: str) -> Path:
         if not path.is_file():
             raise UserInputError(f"{name_or_path}: no such tier/config file")
         return path
-    return _named_tier(name_or_path)
+    return named_tier(name_or_path)
 
 
-def _named_tier(name: str) -> Path:
+def named_tier(name: str) -> Path:
+    """A packaged tier's file; UserInputError naming the known tiers (and the closest) if there is none."""
     path = TIERS_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise UserInputError(f"unknown tier {name!r}; known tiers: {', '.join(tier_names())} (or give a YAML path)")
+        known = tier_names()
+        raise UserInputError(f"unknown tier {name!r}{did_you_mean(name, known, cutoff=0.5)}; "
+                             f"known tiers: {', '.join(known) or 'none'} (or give a YAML path)")
     return path
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserInputError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Mappings merge key by key; anything else in ``over`` replaces (the pipeline config's rule)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def read_tier(name_or_path: str) -> tuple[str, dict[str, Any]]:
@@ -76,6 +67,6 @@ def read_tier(name_or_path: str) -> tuple[str, dict[str, Any]]:
     data = _read(path)
     base = data.get("tier")
     if base:
-        data = _merge(_read(_named_tier(str(base))), {k: v for k, v in data.items() if k != "tier"})
+        data = deep_merge(_read(named_tier(str(base))), {k: v for k, v in data.items() if k != "tier"})
     label = path.stem if path.parent == TIERS_DIR else str(path)
     return label, data

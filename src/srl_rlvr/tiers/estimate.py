@@ -108,7 +108,8 @@ class Estimate:
 def rollouts_per_step(srl: dict[str, Any], hardware: dict[str, Any]) -> int:
     """Completions trained on per optimiser step: per-device batch x accumulation x training processes."""
     processes = hardware.get("training_processes") or 1
-    return int(srl.get("per_device_train_batch_size", 8)) * int(srl.get("gradient_accumulation_steps", 1)) * int(processes)
+    return (int(srl.get("per_device_train_batch_size", 8)) * int(srl.get("gradient_accumulation_steps", 1))
+            * int(processes))
 
 
 def estimate(tier: dict[str, Any], examples: int, epochs: float | None = None, price_per_hour: float | None = None,
@@ -180,9 +181,11 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  {_n(e.examples)} examples x {epochs} x {e.rollouts} rollouts = "
                      f"{_n(e.completions / tp.refill_factor)} completions trained")
     if tp.refill_factor != 1.0:
-        lines.append(f"  x {_n(tp.refill_factor)} refill (dynamic sampling) = {_n(e.completions)} completions generated")
+        lines.append(f"  x {_n(tp.refill_factor)} refill (dynamic sampling) = "
+                     f"{_n(e.completions)} completions generated")
     mean_note = " (max_completion_length: no mean in the tier, an upper bound)" if e.mean_tokens_assumed_max else ""
-    lines.append(f"  x {_n(e.mean_completion_tokens)} tokens each{mean_note} = {_n(e.completion_tokens)} completion tokens")
+    lines.append(f"  x {_n(e.mean_completion_tokens)} tokens each{mean_note} = "
+                 f"{_n(e.completion_tokens)} completion tokens")
     lines.append(f"  generation: / {_n(tp.tokens_per_s)} tokens/s = {format_duration(e.generation_seconds)}")
     lines.append(f"    {tp.provenance}")
     lines.append(f"  training share {tp.train_share:.2f} of each step: + {format_duration(e.training_seconds)}")

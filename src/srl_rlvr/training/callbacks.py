@@ -18,8 +18,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from srl_rlvr.rewards.adapters import completion_text
 from srl_rlvr.rewards.srl import parse_think_action
+from srl_rlvr.rewards.trl_batch import completion_text
 
 RewardFunc = Callable[..., list[float]]
 
@@ -85,7 +85,8 @@ class ThroughputCallback(TrainerCallback):
             return
         logs["tokens_per_s"] = rate
         last = state.log_history[-1] if state.log_history else None
-        if last is not None and last.get("step_time") == logs.get("step_time") and last.get("step") == state.global_step:
+        if (last is not None and last.get("step_time") == logs.get("step_time")
+                and last.get("step") == state.global_step):
             last["tokens_per_s"] = rate
 
 

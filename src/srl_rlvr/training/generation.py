@@ -129,9 +129,11 @@ class FastGenerationMixin:
     transformers path (no vLLM, no tools, text only) would run."""
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        plain = not (self.use_vllm or self.use_transformers_continuous_batching or images or multimodal_fields or self.tools)
+        plain = not (self.use_vllm or self.use_transformers_continuous_batching or images or multimodal_fields
+                     or self.tools)
         if not (plain and self.args.shared_prefix_generation):
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
         with (
             unwrap_model_for_generation(
                 self.model_wrapped,

@@ -66,7 +66,8 @@ class SharedPrefixLogpsMixin:
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
-        return self._shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, unique, inverse, compute_entropy)
+        return self._shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, unique, inverse,
+                                         compute_entropy)
 
     def _common_prompt_prefix(self, unique: torch.Tensor, lengths: torch.Tensor) -> int:
         """Tokens the real (unpadded) ``unique`` prompts all start with, if worth a pass of their own, else 0.
@@ -106,8 +107,8 @@ class SharedPrefixLogpsMixin:
             if shared:
                 start = prompt_len - int(lengths[0])  # the prefix, from any one prompt, at positions 0..shared-1
                 prefix_pos = torch.arange(shared, device=device)[None]
-                model(input_ids=unique[:1, start : start + shared], position_ids=prefix_pos, cache=cache, use_cache=True,
-                      logits_to_keep=1)
+                model(input_ids=unique[:1, start : start + shared], position_ids=prefix_pos, cache=cache,
+                      use_cache=True, logits_to_keep=1)
                 cache.batch_repeat_interleave(n_unique)
             if cols.numel():
                 ctx_mask = torch.cat([rest_mask.new_ones(n_unique, shared), rest_mask], dim=1)

@@ -20,7 +20,8 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
     """
 
     reward: str = field(default="math", metadata={"help": "Registered reward name: 'math' or 'code'."})
-    dynamic_sampling_epsilon: float = field(default=0.0, metadata={"help": "Groups with reward std <= this are dropped."})
+    dynamic_sampling_epsilon: float = field(default=0.0,
+                                            metadata={"help": "Groups with reward std <= this are dropped."})
     prompt_mode: str = field(
         default="full",
         metadata={"help": "'full': the whole problem, the model writes every step and the answer. 'final_step': "

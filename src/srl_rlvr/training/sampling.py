@@ -152,7 +152,8 @@ class DynamicSamplingMixin:
             return super()._generate_and_score_completions(inputs)
         target = len(inputs)
         batch, keep = self._scored_round(inputs)
-        kept, dropped = [select_rows(batch, keep.nonzero().flatten())], [select_rows(batch, (~keep).nonzero().flatten())]
+        kept = [select_rows(batch, keep.nonzero().flatten())]
+        dropped = [select_rows(batch, (~keep).nonzero().flatten())]
         n_kept, rounds, generated = int(keep.sum()), 1, target
         first_fraction = self._global_mean(keep.float().mean())
         while self._global_min(n_kept) < target and rounds < self.args.max_refill_rounds:

@@ -58,7 +58,8 @@ def sft_dataset(trajectories_file: str | Path) -> Any:
     if any(t.messages is not None for t in trajectories):
         # Agent transcripts interleave observations, which a single completion cannot hold faithfully.
         bad = next(t for t in trajectories if t.messages is not None)
-        raise UserInputError(f"{trajectories_file}: trajectory {bad.id!r} is an agent transcript; SFT needs steps or a solution")
+        raise UserInputError(f"{trajectories_file}: trajectory {bad.id!r} is an agent transcript; "
+                             "SFT needs steps or a solution")
     rows = [sft_example(t) for t in trajectories]
     if not rows:
         raise UserInputError(f"{trajectories_file}: no trajectories")
@@ -76,11 +77,11 @@ def train_sft(model: str, trajectories_file: str | Path, output_dir: str | Path,
     from trl import SFTTrainer
 
     from srl_rlvr.models import resolve_model
-    from srl_rlvr.training.stages import _peft_config, load_base_policy, run_stage
+    from srl_rlvr.training.stages import load_base_policy, peft_config_from, run_stage
 
     sft_args.output_dir = str(output_dir)
     base = resolve_model(model)
     policy, tokenizer = load_base_policy(base)
     trainer = SFTTrainer(model=policy, args=sft_args, train_dataset=sft_dataset(trajectories_file),
-                         processing_class=tokenizer, peft_config=_peft_config(lora))
+                         processing_class=tokenizer, peft_config=peft_config_from(lora))
     return run_stage(trainer, STAGE, base).final_dir

@@ -16,7 +16,8 @@ class DynamicSamplingArgs:
         metadata={"help": "Drop prompt groups whose population reward std is <= dynamic_sampling_epsilon and "
                           "generate more prompts until the batch is full (or max_refill_rounds is spent)."},
     )
-    dynamic_sampling_epsilon: float = field(default=1e-4, metadata={"help": "Groups with reward std <= this are dropped."})
+    dynamic_sampling_epsilon: float = field(default=1e-4,
+                                            metadata={"help": "Groups with reward std <= this are dropped."})
     max_refill_rounds: int = field(
         default=3, metadata={"help": "Cap on generation rounds per optimiser batch, the first included."}
     )

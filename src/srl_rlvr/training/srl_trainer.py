@@ -21,7 +21,8 @@ def prefilled(reward_func, think_prefill: bool | str = True):
     """Score prefill + completion when the prompt ended with the prefill (``<think>`` or ``<think></think>``)."""
 
     def wrapped(completions, **kwargs):
-        return reward_func([with_prefill(c, think_prefill) if isinstance(c, str) else c for c in completions], **kwargs)
+        return reward_func([with_prefill(c, think_prefill) if isinstance(c, str) else c for c in completions],
+                           **kwargs)
 
     wrapped.__name__ = getattr(reward_func, "__name__", "reward")
     return wrapped

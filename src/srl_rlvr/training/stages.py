@@ -22,14 +22,13 @@ from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
 from srl_rlvr.errors import InvalidRecord, UserInputError
 from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt
+from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST, read_manifest, write_manifest
 from srl_rlvr.training.callbacks import add_throughput_callback
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.rlvr_trainer import RLVRTrainer
 from srl_rlvr.training.srl_config import SRLConfig
 from srl_rlvr.training.srl_trainer import SRLTrainer
 
-MANIFEST = "srl_rlvr_stage.json"
-FINAL = "final"
 INSTANCE_FIELDS = ("prompt", "expert_step")
 
 
@@ -50,7 +49,9 @@ def _validate_instance(obj: Any, path: str, line: int) -> dict[str, Any]:
     if not isinstance(obj["expert_step"], str) or not obj["expert_step"].strip():
         raise InvalidRecord(path, line, "expert_step", "must be a non-empty string")
     prompt = obj["prompt"]
-    if not isinstance(prompt, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in prompt):
+    messages_ok = isinstance(prompt, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                   for m in prompt)
+    if not messages_ok:
         raise InvalidRecord(path, line, "prompt", "must be a list of chat messages with string content")
     return {"prompt": prompt, "expert_step": obj["expert_step"]}
 
@@ -109,11 +110,6 @@ def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_p
 
 
 # --- models -------------------------------------------------------------------------------------------
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    p = folder / MANIFEST
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
-
-
 def load_base_policy(model: str):
     """A model name/id/folder → (model, tokenizer) in float32 (mixed precision is the trainer's business)."""
     from srl_rlvr.models import load_model_and_tokenizer
@@ -135,7 +131,7 @@ def load_stage_checkpoint(folder: str | Path, expect: tuple[str, ...] = ("srl", 
         raise UserInputError(f"checkpoint to start from not found: {folder} (run the SRL stage first)")
     manifest = read_manifest(folder)
     if manifest is None:
-        raise UserInputError(f"{folder} is not a finished srl-rlvr stage: {MANIFEST} is missing")
+        raise UserInputError(f"{folder} is not a finished srl-rlvr stage: {STAGE_MANIFEST} is missing")
     if manifest.get("stage") not in expect:
         raise UserInputError(f"{folder} is a {manifest.get('stage')!r} stage; expected one of {list(expect)}")
     try:
@@ -150,22 +146,24 @@ def load_stage_checkpoint(folder: str | Path, expect: tuple[str, ...] = ("srl", 
     return model, tokenizer, manifest
 
 
-def _peft_config(lora: dict[str, Any] | None):
+def peft_config_from(lora: dict[str, Any] | None):
     if not lora:
         return None
     from peft import LoraConfig
 
-    settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
+    settings = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
+                "task_type": "CAUSAL_LM"}
     settings.update(lora)
     return LoraConfig(**settings)
 
 
 # --- trainers ------------------------------------------------------------------------------------------
-def build_srl_trainer(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None, callbacks=None):
+def build_srl_trainer(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None,
+                      callbacks=None):
     policy, tokenizer = load_base_policy(model)
     dataset = srl_dataset(data, tokenizer, args.think_prefill)
     return SRLTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=_peft_config(lora), callbacks=callbacks)
+                      peft_config=peft_config_from(lora), callbacks=callbacks)
 
 
 def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig, callbacks=None,
@@ -181,7 +179,8 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
     return trainer
 
 
-def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra: dict[str, Any] | None = None) -> StageResult:
+def run_stage(trainer, stage: str, base_model: str, resume: bool = False,
+              extra: dict[str, Any] | None = None) -> StageResult:
     """Train (from the last checkpoint when ``resume``), then save ``OUT/final`` with its manifest."""
     add_throughput_callback(trainer)
     out = Path(trainer.args.output_dir)
@@ -194,7 +193,7 @@ def run_stage(trainer, stage: str, base_model: str, resume: bool = False, extra:
         manifest = {"stage": stage, "base_model": base_model, "global_step": trainer.state.global_step,
                     "lora": (final / "adapter_config.json").is_file(),
                     "think_prefill": normalise_prefill(getattr(trainer.args, "think_prefill", False)), **(extra or {})}
-        (final / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        write_manifest(final, manifest)
         (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
 

@@ -67,7 +67,8 @@ def iter_json_objects(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) ->
         try:
             yield lineno, json.loads(text)
         except json.JSONDecodeError as exc:
-            yield lineno, InvalidRecord(str(path), lineno, "<json>", f"malformed JSON: {exc.msg} at column {exc.colno}")
+            yield lineno, InvalidRecord(str(path), lineno, "<json>",
+                                        f"malformed JSON: {exc.msg} at column {exc.colno}")
         except RecursionError:
             yield lineno, InvalidRecord(str(path), lineno, "<json>", "malformed JSON: nested too deeply")
 

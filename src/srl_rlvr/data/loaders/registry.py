@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from srl_rlvr.core.names import NameTable
 from srl_rlvr.data.loaders.jsonl import LoadResult, iter_json_objects
 from srl_rlvr.data.schema import Trajectory
 from srl_rlvr.errors import InvalidRecord, UserInputError
@@ -36,7 +37,8 @@ def _champ(path: str, skip_invalid: bool) -> LoadResult[Trajectory]:
     from srl_rlvr.data.loaders.champ import load_champ
 
     if path != CHAMP_SOURCE:
-        raise UserInputError(f"format 'champ' reads the champ-dataset package: pass --input {CHAMP_SOURCE}, not {path!r}")
+        raise UserInputError(f"format 'champ' reads the champ-dataset package: "
+                             f"pass --input {CHAMP_SOURCE}, not {path!r}")
     return LoadResult(rows=load_champ())
 
 
@@ -49,8 +51,10 @@ def _benchmark(name: str) -> Loader:
     return load
 
 
-LOADERS: dict[str, Loader] = {"trajectory": _trajectory, "s1k": _s1k, "agent": _agent, "champ": _champ,
-                              **{name: _benchmark(name) for name in ("amc23", "aime24", "aime25")}}
+LOADERS: NameTable[Loader] = NameTable("format")
+for _name, _loader in {"trajectory": _trajectory, "s1k": _s1k, "agent": _agent, "champ": _champ,
+                       **{name: _benchmark(name) for name in ("amc23", "aime24", "aime25")}}.items():
+    LOADERS.add(_name, _loader)
 
 
 def detect_format(path: str) -> str:
@@ -79,6 +83,4 @@ def load_source(path: str, fmt: str = "auto", skip_invalid: bool = False) -> Loa
     """Load trajectories from ``path`` in format ``fmt`` (``auto`` detects it)."""
     if fmt == "auto":
         fmt = detect_format(path)
-    if fmt not in LOADERS:
-        raise UserInputError(f"unknown format {fmt!r}; choose one of: auto, {', '.join(LOADERS)}")
-    return LOADERS[fmt](path, skip_invalid)
+    return LOADERS.get(fmt)(path, skip_invalid)

@@ -16,7 +16,8 @@ def load_trajectories(path: str | Path, skip_invalid: bool = False) -> LoadResul
     def validate(obj: object, where: str, line: int) -> Trajectory:
         traj = validate_trajectory(obj, where, line)
         if traj.id in first_seen:
-            raise InvalidRecord(where, line, "id", f"duplicate id {traj.id!r} (first seen at line {first_seen[traj.id]})")
+            raise InvalidRecord(where, line, "id",
+                                f"duplicate id {traj.id!r} (first seen at line {first_seen[traj.id]})")
         first_seen[traj.id] = line
         return traj
 

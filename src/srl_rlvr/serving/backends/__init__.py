@@ -10,12 +10,11 @@ name is asked for, so the ``openai`` backend never imports torch.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from srl_rlvr.errors import UserInputError
+from srl_rlvr.core.names import NameTable
 from srl_rlvr.serving.backends.base import (
     AdapterInfo,
     Backend,
@@ -30,34 +29,28 @@ if TYPE_CHECKING:
     from srl_rlvr.serving.settings import ServeSettings
 
 BackendFactory = Callable[["ServeSettings"], Backend]
-BACKENDS: dict[str, BackendFactory] = {}
 _BUILTIN_MODULES = {
     "hf": "srl_rlvr.serving.backends.hf",
     "vllm": "srl_rlvr.serving.backends.vllm",
     "openai": "srl_rlvr.serving.backends.openai_upstream",
 }
+# Built-in backends register on first use (importing hf.py loads torch); a second registration of a name
+# is refused, so a plugin can never silently replace a backend.
+BACKENDS: NameTable[BackendFactory] = NameTable(
+    "serving backend", lazy={name: (lambda module=module: importlib.import_module(module))
+                             for name, module in _BUILTIN_MODULES.items()})
 
 
 def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    def decorator(factory: BackendFactory) -> BackendFactory:
-        BACKENDS[name] = factory
-        return factory
-
-    return decorator
+    return BACKENDS.register(name)
 
 
 def backend_names() -> list[str]:
-    return sorted({*BACKENDS, *_BUILTIN_MODULES})
+    return BACKENDS.names()
 
 
 def get_backend_factory(name: str) -> BackendFactory:
-    if name not in BACKENDS and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in BACKENDS:
-        close = difflib.get_close_matches(name, backend_names(), n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UserInputError(f"unknown serving backend '{name}'{hint}; choose from {', '.join(backend_names())}")
-    return BACKENDS[name]
+    return BACKENDS.get(name)
 
 
 def build_backend(settings: ServeSettings) -> Backend:

@@ -82,6 +82,9 @@ class Backend(ABC):
     # True: chat prompts are rendered here with ``tokenizer`` (the SRL format and its <think> prefill need
     # this); False: they go upstream as chat messages.
     renders_prompts: bool = False
+    # True: the model runs in (or for) this server (hf in process, vllm beside it), so a route tier naming
+    # that model or one of its adapters is answered by this backend instead of starting another.
+    serves_local_model: bool = False
     # The local tokenizer, when the backend renders chat prompts itself (the SRL format needs this); None
     # when prompts go upstream as chat messages.
     tokenizer: Any = None
@@ -96,10 +99,12 @@ class Backend(ABC):
         """Where the base model lives (a folder, for the stage manifest); shown as ``root`` in /v1/models."""
         return self.settings.model
 
-    async def start(self) -> None:
+    # start/close are optional lifecycle hooks, not abstract: a backend with nothing to load or release
+    # (test fakes, replaying backends) keeps these no-ops.
+    async def start(self) -> None:  # noqa: B027
         """Load or connect; called once from the app's lifespan."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Release what ``start`` took."""
 
     @abstractmethod

@@ -149,6 +149,7 @@ def _partial_suffix(text: str, stop: str) -> int:
 
 class HFBackend(Backend):
     name = "hf"
+    serves_local_model = True
     renders_prompts = True
 
     def __init__(self, settings: Any):
@@ -166,7 +167,8 @@ class HFBackend(Backend):
         self._thread: threading.Thread | None = None
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # rows per generate call
         self.prefix_hits: collections.deque[int] = collections.deque(maxlen=10_000)  # shared tokens per batch
-        self._prefix_cache: collections.OrderedDict[tuple[str | None, tuple[int, ...]], Any] = collections.OrderedDict()
+        self._prefix_cache: collections.OrderedDict[tuple[str | None, tuple[int, ...]], Any] = (
+            collections.OrderedDict())
         self._last_prompt: dict[str | None, list[int]] = {}
         self._last_batch = (0, 0.0, 0.0)  # rows, seconds it ran, when it ended (monotonic)
 
@@ -215,7 +217,8 @@ class HFBackend(Backend):
                 item.loop.call_soon_threadsafe(_set_exception, item.future, error)
 
     # --- requests ----------------------------------------------------------------------------------
-    async def generate(self, adapter: str | None, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, adapter: str | None, prompt: Prompt,
+                       params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if prompt.token_ids is None:
             raise ValueError("the hf backend needs a rendered prompt (token_ids)")
         if adapter is not None and adapter not in self._adapters:
@@ -272,7 +275,8 @@ class HFBackend(Backend):
         try:
             config = PeftConfig.from_pretrained(str(folder))
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad folder
-            raise APIError(400, f"{path}: unreadable adapter config ({exc})", "invalid_lora_path", "lora_path") from None
+            raise APIError(400, f"{path}: unreadable adapter config ({exc})", "invalid_lora_path",
+                           "lora_path") from None
         if str(config.peft_type) not in ("LORA", "PeftType.LORA"):
             raise APIError(400, f"{path}: a {config.peft_type} adapter; only LoRA adapters can be served",
                            "invalid_lora_path", "lora_path")
@@ -285,7 +289,8 @@ class HFBackend(Backend):
                 self._peft.eval()
         except Exception as exc:  # noqa: BLE001
             self._discard_partial_adapter(name)
-            raise APIError(400, f"{path}: could not load the adapter ({exc})", "invalid_lora_path", "lora_path") from None
+            raise APIError(400, f"{path}: could not load the adapter ({exc})", "invalid_lora_path",
+                           "lora_path") from None
         info = AdapterInfo(name=name, path=str(folder))
         self._forget_prefixes(name)  # a name can come back as another adapter
         self._adapters = {**self._adapters, name: info}  # copy-on-write: the event loop reads it unlocked
@@ -298,7 +303,8 @@ class HFBackend(Backend):
         try:
             weights = load_peft_weights(str(folder), device="cpu")
         except Exception as exc:  # noqa: BLE001
-            raise APIError(400, f"{shown}: unreadable adapter weights ({exc})", "invalid_lora_path", "lora_path") from None
+            raise APIError(400, f"{shown}: unreadable adapter weights ({exc})", "invalid_lora_path",
+                           "lora_path") from None
         modules = dict(self._model.named_modules())
         for key, tensor in weights.items():
             match = _LORA_KEY.match(key)

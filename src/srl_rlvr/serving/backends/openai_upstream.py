@@ -86,7 +86,8 @@ class UpstreamClient:
             raise self.unreachable(exc) from None
 
     def unreachable(self, exc: Exception) -> APIError:
-        return APIError(502, f"upstream {self.api_root} unreachable: {type(exc).__name__}: {exc}", "upstream_unreachable")
+        return APIError(502, f"upstream {self.api_root} unreachable: {type(exc).__name__}: {exc}",
+                        "upstream_unreachable")
 
 
 def upstream_error(status: int, text: str) -> APIError:
@@ -118,7 +119,7 @@ class OpenAIUpstreamBackend(Backend):
             section = settings.openai
             if not section.base_url:
                 raise UserInputError("backend 'openai' needs openai.base_url in serve.yaml (the upstream's /v1 root)")
-            client = UpstreamClient(section.base_url, _env_key(section.api_key_env), section.timeout_s)
+            client = UpstreamClient(section.base_url, env_api_key(section.api_key_env), section.timeout_s)
             upstream_model = section.model or settings.model
         self.client = client
         self.upstream_model = upstream_model or settings.model
@@ -133,7 +134,8 @@ class OpenAIUpstreamBackend(Backend):
     def upstream_name(self, adapter: str | None) -> str:
         return adapter if adapter is not None else self.upstream_model
 
-    async def generate(self, adapter: str | None, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, adapter: str | None, prompt: Prompt,
+                       params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         body = {"model": self.upstream_name(adapter), **sampling_body(params), "stream": True,
                 "stream_options": {"include_usage": True}}
         if prompt.messages is not None:
@@ -167,7 +169,7 @@ class OpenAIUpstreamBackend(Backend):
         return {name: (n, 0) for name, n in self._in_flight.items()} or {None: (0, 0)}
 
 
-def _env_key(env_name: str | None) -> str | None:
+def env_api_key(env_name: str | None) -> str | None:
     if env_name is None:
         return None
     value = os.environ.get(env_name, "").strip()

@@ -22,7 +22,7 @@ from typing import Any
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.serving.backends import register_backend
 from srl_rlvr.serving.backends.base import AdapterInfo
-from srl_rlvr.serving.backends.openai_upstream import OpenAIUpstreamBackend, UpstreamClient, _env_key
+from srl_rlvr.serving.backends.openai_upstream import OpenAIUpstreamBackend, UpstreamClient, env_api_key
 from srl_rlvr.serving.errors import APIError
 
 RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
@@ -46,6 +46,7 @@ def vllm_command(settings: Any, model_path: str) -> list[str]:
 
 class VLLMBackend(OpenAIUpstreamBackend):
     name = "vllm"
+    serves_local_model = True
     renders_prompts = True
 
     def __init__(self, settings: Any):
@@ -53,8 +54,8 @@ class VLLMBackend(OpenAIUpstreamBackend):
         if (Path(settings.model).expanduser() / "adapter_config.json").is_file():
             raise UserInputError(f"{settings.model}: a LoRA adapter; the vllm backend needs a full model as --model "
                                  "(list adapters under lora_adapters in serve.yaml)")
-        client = UpstreamClient(v.url or f"http://127.0.0.1:{v.port}/v1", _env_key(v.api_key_env) if v.url else None,
-                                v.timeout_s)
+        client = UpstreamClient(v.url or f"http://127.0.0.1:{v.port}/v1",
+                                env_api_key(v.api_key_env) if v.url else None, v.timeout_s)
         super().__init__(settings, client, upstream_model=settings.base_name)
         self.process: subprocess.Popen | None = None
         self._root = settings.model

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from srl_rlvr.serving import sse
-from srl_rlvr.serving.adapter import REASONING
 from srl_rlvr.serving.backends.base import Finished, GenerationEvent, TextDelta
 from srl_rlvr.serving.catalog import ModelCatalog, Target
 from srl_rlvr.serving.deps import get_catalog, get_metrics, get_settings, request_api_key, require_user
@@ -18,6 +17,7 @@ from srl_rlvr.serving.generation import chat_prompt, check_queue, metered, sampl
 from srl_rlvr.serving.metrics import ServingMetrics
 from srl_rlvr.serving.schemas import ChatCompletionRequest
 from srl_rlvr.serving.settings import ServeSettings
+from srl_rlvr.serving.think_format import REASONING
 
 router = APIRouter()
 
@@ -34,7 +34,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     except Exception as exc:  # noqa: BLE001 - chat templates raise for message orders they do not support
         if isinstance(exc, APIError):
             raise
-        raise APIError(400, f"the chat template rejected these messages: {exc}", "invalid_messages", "messages") from None
+        raise APIError(400, f"the chat template rejected these messages: {exc}", "invalid_messages",
+                       "messages") from None
     params = sampling_params(target, prompt, settings.limits, max_tokens=body.requested_max_tokens(),
                              default_max_tokens=settings.limits.default_max_tokens, temperature=body.temperature,
                              top_p=body.top_p, stop=body.stop_list(), seed=body.seed)
@@ -71,7 +72,8 @@ async def _complete(target: Target, events: AsyncIterator[GenerationEvent]) -> d
 
 async def _stream(target: Target, first: GenerationEvent, events: AsyncIterator[GenerationEvent],
                   include_usage: bool) -> AsyncIterator[str]:
-    head = {"id": sse.new_id("chatcmpl"), "object": "chat.completion.chunk", "created": sse.now(), "model": target.name}
+    head = {"id": sse.new_id("chatcmpl"), "object": "chat.completion.chunk", "created": sse.now(),
+            "model": target.name}
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
         return sse.frame({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from srl_rlvr.eval import summary
+from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST
 
 WINDOW = 10
 TRAINING_STAGES = ("srl", "rlvr", "sft")
@@ -76,7 +77,7 @@ def collect(out_dir: Path, config: Any, timings: dict[str, float]) -> dict[str, 
         history = _read_json(out_dir / stage / "log_history.json")
         if history is None:
             continue
-        manifest = _read_json(out_dir / stage / "final" / "srl_rlvr_stage.json") or {}
+        manifest = _read_json(out_dir / stage / FINAL / STAGE_MANIFEST) or {}
         stages[stage] = stage_summary(stage, history, manifest.get("global_step"))
     evals: dict[str, dict[str, Any]] = {}
     summaries: dict[str, Any] = {}
@@ -104,12 +105,12 @@ def collect(out_dir: Path, config: Any, timings: dict[str, float]) -> dict[str, 
 
 # --- plots ---------------------------------------------------------------------------------------------
 def plot_reward_curves(stages: dict[str, Any], path: Path) -> bool:
-    plt = _pyplot()
+    plt = headless_pyplot()
     if plt is None or not stages:
         return False
     fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
-    for ax, (stage, summary) in zip(axes[0], stages.items()):
-        ax.plot(range(1, len(summary["steps"]) + 1), summary["steps"], marker=".", linewidth=1)
+    for ax, (stage, stage_stats) in zip(axes[0], stages.items()):
+        ax.plot(range(1, len(stage_stats["steps"]) + 1), stage_stats["steps"], marker=".", linewidth=1)
         ax.set_title(f"{STAGE_TITLES.get(stage, stage)} reward per step")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("optimiser step")
@@ -123,7 +124,7 @@ def plot_reward_curves(stages: dict[str, Any], path: Path) -> bool:
 
 def plot_accuracy(summaries: dict[str, Any], path: Path) -> bool:
     """Accuracy per model with its 95% interval, one group of bars per eval set."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     if plt is None or not summaries:
         return False
     sets = list(summaries)
@@ -153,7 +154,7 @@ def plot_accuracy(summaries: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _pyplot():
+def headless_pyplot():
     try:
         import matplotlib
 
@@ -176,9 +177,11 @@ def _fmt(value: Any, pct: bool = False) -> str:
 def render_markdown(report: dict[str, Any], command: str, plots: dict[str, bool]) -> str:
     cfg = report["config"]
     lines = ["# srl-rlvr report", "", "Produced by:", "", f"    {command}", "",
-             f"Model `{cfg.get('model')}`, tier `{cfg.get('tier') or '-'}`, stages {', '.join(cfg.get('stages') or [])}.", ""]
+             f"Model `{cfg.get('model')}`, tier `{cfg.get('tier') or '-'}`, "
+             f"stages {', '.join(cfg.get('stages') or [])}.", ""]
     for stage, s in report["stages"].items():
-        first, last = ("first half", "last half") if s["halves"] else (f"first {s['window']} steps", f"last {s['window']} steps")
+        first, last = (("first half", "last half") if s["halves"]
+                       else (f"first {s['window']} steps", f"last {s['window']} steps"))
         lines += [f"## {STAGE_TITLES.get(stage, stage)}", "", f"| metric | {first} | {last} |", "|---|---|---|",
                   f"| reward | {_fmt(s['reward_first10'])} | {_fmt(s['reward_last10'])} |"]
         if stage == "srl":
@@ -225,7 +228,8 @@ def eval_section(set_name: str, evals: dict[str, Any], summ: dict[str, Any] | No
     lines += ["By number of solution steps (accuracy [95% CI], n):", "",
               "| model | " + " | ".join(f"{g} step(s)" for g in groups) + " |", "|---|" + "---|" * len(groups)]
     for label, m in summ["models"].items():
-        cells = [f"{_ci(m['by_steps'][g])}, n={m['by_steps'][g]['n']}" if g in m["by_steps"] else "n/a" for g in groups]
+        cells = [f"{_ci(m['by_steps'][g])}, n={m['by_steps'][g]['n']}" if g in m["by_steps"] else "n/a"
+                 for g in groups]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     if summ["comparisons"]:

@@ -1,5 +1,6 @@
-"""A tier is one endpoint a request can go to: a backend and model (or adapter), what it costs, how fast
-it must answer, and how good it is per task type.
+"""Route targets: a tier is one endpoint a request can go to: a backend and model (or adapter), what it
+costs, how fast it must answer, and how good it is per task type. (Not the training and serving tier
+profiles of :mod:`srl_rlvr.tiers`; the backends a tier may name are in :mod:`srl_rlvr.routing.backends`.)
 
 Cost, in US dollars per 1M tokens, is either configured (``usd_per_mtok_input``/``usd_per_mtok_output``,
 as a provider's price list gives it) or derived from an instance's hourly price and its throughput:
@@ -24,10 +25,6 @@ from srl_rlvr.errors import UserInputError
 
 CHARS_PER_TOKEN = 4
 MEASURED = "measured"
-# Backends a tier may name. The route eval can call "hf" (a local model through the eval harness's
-# generation) and "demo_solver" (the simulated teacher); the others are served endpoints, so the route
-# eval reads their cached predictions instead.
-BACKENDS = ("hf", "demo_solver", "vllm", "openai")
 
 
 def estimate_tokens(text: str) -> int:
@@ -64,12 +61,14 @@ def derived_cost(instance_usd_per_hour: float, output_tokens_per_s: float,
     >>> round(c.usd_per_mtok_output, 6), c.usd_per_mtok_input
     (10.0, 0.0)
     """
-    if instance_usd_per_hour < 0 or output_tokens_per_s <= 0 or (input_tokens_per_s is not None and input_tokens_per_s <= 0):
+    if (instance_usd_per_hour < 0 or output_tokens_per_s <= 0
+            or (input_tokens_per_s is not None and input_tokens_per_s <= 0)):
         raise ValueError("need instance_usd_per_hour >= 0 and throughputs > 0")
     per_token_second = instance_usd_per_hour / 3600.0
     out = per_token_second / output_tokens_per_s * 1e6
     inp = per_token_second / input_tokens_per_s * 1e6 if input_tokens_per_s else 0.0
-    return TierCost(inp, out, source=f"derived: ${instance_usd_per_hour:g}/h at {output_tokens_per_s:.1f} output tok/s")
+    return TierCost(inp, out,
+                    source=f"derived: ${instance_usd_per_hour:g}/h at {output_tokens_per_s:.1f} output tok/s")
 
 
 @dataclass(frozen=True)
@@ -133,5 +132,6 @@ def measured_tokens_per_s(eval_dir: str | Path) -> float | None:
     run = json.loads(run_file.read_text(encoding="utf-8"))
     if run.get("config", {}).get("k", 1) != 1 or not run.get("seconds"):
         return None
-    tokens = sum(json.loads(line).get("num_tokens", 0) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip())
+    tokens = sum(json.loads(line).get("num_tokens", 0)
+                 for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip())
     return tokens / float(run["seconds"]) if tokens else None

@@ -4,9 +4,9 @@
 #   4 nodes : SRL training, 32 processes     (accelerate + DeepSpeed ZeRO-3)
 #
 # Start the server first, then the same `train` command on every training node (only RANK differs):
-#   VLLM_HOST=10.0.0.10 bash scripts/launch_bronze.sh serve                        # on the vLLM node
+#   VLLM_HOST=10.0.0.10 bash infra/launch/launch_bronze.sh serve                        # on the vLLM node
 #   VLLM_HOST=10.0.0.10 MAIN_IP=10.0.0.11 RANK=0 CONFIG=configs/s1k-bronze.yaml OUT=/shared/runs/bronze \
-#       bash scripts/launch_bronze.sh train                                          # RANK=0..3, one per node
+#       bash infra/launch/launch_bronze.sh train                                          # RANK=0..3, one per node
 # MAIN_IP is the RANK=0 training node. OUT must be on a file system all training nodes share (checkpoints,
 # final model). Ports to open between nodes: 8000 (HTTP to vLLM), 51216 (NCCL weight broadcast to vLLM),
 # 29500 (torch.distributed rendezvous). DRY_RUN=1 prints the command instead of running it.

@@ -26,31 +26,31 @@ the folder layout.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
-import enum
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from srl_rlvr.core.yamlconf import (
+    OVERRIDES_SOURCE,
+    check_keys,
+    dataclass_schema,
+    deep_merge,
+    expand_dotted,
+    read_yaml,
+    resolve_path,
+    unknown_value,
+)
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.tiers import named_tier, tier_names
 
-TIERS_DIR = Path(__file__).parent / "tiers"
 PIPELINE_STAGES = ("srl", "rlvr", "sft", "eval")
 EVAL_MODEL_LABELS = ("base", "srl", "srl_rlvr", "sft")
 # Eval sets a pipeline can score: the published test split, the dev split that recipe search reads
 # (never test), and the transfer split phrased unlike anything trained on (srl_rlvr.data.demo).
 EVAL_SETS = ("test", "dev", "transfer")
 EMBEDDED_DEFAULT = "smollm2-135m"  # same as models.provision.EMBEDDED_DEFAULT, without importing torch
-OVERRIDES_SOURCE = "--set"
 # Keys the pipeline sets itself; a YAML value would be silently overwritten, so it is an error instead.
 PIPELINE_OWNED_FIELDS = ("output_dir",)
-_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # PyYAML reads "1e-5" as a string
 
 
 # --- dataclasses -----------------------------------------------------------------------------------
@@ -158,10 +158,6 @@ def _build(section: str, cls: type, kwargs: dict[str, Any]) -> Any:
 
 
 # --- schema ----------------------------------------------------------------------------------------
-def _hints(cls: type) -> dict[str, Any]:
-    return {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
 def _stage_class(section: str) -> type:
     """Section name → the dataclass whose fields it may set (imported lazily: trl is slow to import)."""
     if section == "srl":
@@ -183,7 +179,8 @@ TOP_LEVEL: dict[str, Any] = {
     "tier": str | None, "model": str, "data": dict, "stages": list[str], "srl": dict | None, "rlvr": dict | None,
     "sft": dict | None, "lora": dict | None, "eval": dict | None, "tracking": dict | None, "hardware": dict | None,
     "throughput": dict | None,
-    "compare": dict | None,  # `srl-rlvr compare` settings, checked by srl_rlvr.compare; `run` ignores them
+    # `srl-rlvr compare` settings, checked by srl_rlvr.pipelines.compare.run; `run` ignores them
+    "compare": dict | None,
 }
 
 
@@ -193,113 +190,28 @@ _EMPTY_MEANS_NOTHING = ("srl", "rlvr", "sft", "eval", "tracking", "hardware", "t
 
 def _section_schema(section: str) -> dict[str, Any]:
     if section == "data":
-        return {**_hints(DataConfig), "demo": dict | None}
+        return {**dataclass_schema(DataConfig), "demo": dict | None}
     if section == "data.demo":
-        return _hints(DemoDataConfig)
+        return dataclass_schema(DemoDataConfig)
     if section == "tracking":
-        return _hints(TrackingConfig)
-    schema = _hints(_stage_class(section))
+        return dataclass_schema(TrackingConfig)
+    schema = dataclass_schema(_stage_class(section))
     if section == "eval":
         schema["models"] = list[str]
         schema["sets"] = list[str]
     return schema
 
 
-# --- type checks -----------------------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "").replace("NoneType", "None")
-
-
-def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
-    """(value fits tp, the value to keep). Lenient on types we cannot check (they are checked on build)."""
-    if tp is Any or tp is typing.Any:
-        return True, value
-    if tp is type(None) or tp is None:
-        return value is None, value
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        # Exact type matches first: 3 stays an int in ``int | float``, "7" stays a str in ``str | float``.
-        for arg in args:
-            if _exact(value, arg):
-                return True, value
-        for arg in args:
-            ok, new = _coerce(value, arg)
-            if ok:
-                return True, new
-        return False, value
-    if origin is typing.Literal:
-        return value in typing.get_args(tp), value
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            return False, value
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        out = []
-        for item in value:
-            ok, new = _coerce(item, item_tp)
-            if not ok:
-                return False, value
-            out.append(new)
-        return True, out
-    if origin is dict or tp is dict:
-        return isinstance(value, dict), value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, value
-        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
-            return True, float(value)
-        return False, value
-    if tp is str:
-        return isinstance(value, str), value
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return isinstance(value, tp) or value in {m.value for m in tp}, value
-    if tp is list:
-        return isinstance(value, list), value
-    return True, value  # an object type (e.g. ParallelismConfig): leave it to the class itself
-
-
-def _exact(value: Any, tp: Any) -> bool:
-    if tp is type(None) or tp is None:
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp in (int, float):
-        return isinstance(value, tp) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    return False
-
-
 # --- checking one source ---------------------------------------------------------------------------
-def _unknown_key(where: str, section: str | None, key: str, allowed: list[str]) -> UserInputError:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    place = f"section '{section}'" if section else "top level"
-    return UserInputError(f"{where}: {place}: unknown key '{key}'{hint}")
+def _pipeline_owned(section: str | None):
+    def refuse(key: str) -> str | None:
+        owned = section in ("srl", "rlvr", "sft") and key in PIPELINE_OWNED_FIELDS
+        return "is set by the pipeline (use --out)" if owned else None
+    return refuse
 
 
 def _check_keys(raw: dict[str, Any], schema: dict[str, Any], where: str, section: str | None) -> None:
-    """Check names and types of one mapping in place (coercing e.g. "1e-5" to a float)."""
-    for key in list(raw):
-        if not isinstance(key, str):
-            raise UserInputError(f"{where}: {section or 'top level'}: key {key!r} is not a string")
-        if key not in schema:
-            raise _unknown_key(where, section, key, list(schema))
-        if section in ("srl", "rlvr", "sft") and key in PIPELINE_OWNED_FIELDS:
-            raise UserInputError(f"{where}: section '{section}': '{key}' is set by the pipeline (use --out)")
-        ok, value = _coerce(raw[key], schema[key])
-        name = f"{section}.{key}" if section else key
-        if not ok:
-            raise UserInputError(
-                f"{where}: '{name}' must be {_type_name(schema[key])}, got {type(raw[key]).__name__} {raw[key]!r}"
-            )
-        raw[key] = value
+    check_keys(raw, schema, where, section, refuse=_pipeline_owned(section))
 
 
 def check_source(raw: Any, where: str) -> dict[str, Any]:
@@ -321,116 +233,49 @@ def check_source(raw: Any, where: str) -> dict[str, Any]:
         _check_keys(demo, _section_schema("data.demo"), where, "data.demo")
     for stage in raw.get("stages") or []:
         if stage not in PIPELINE_STAGES:
-            raise _unknown_stage(where, "stages", stage, PIPELINE_STAGES)
+            raise unknown_value(where, "stages", stage, PIPELINE_STAGES)
     for label in ((raw.get("eval") or {}).get("models")) or []:
         if label not in EVAL_MODEL_LABELS:
-            raise _unknown_stage(where, "eval.models", label, EVAL_MODEL_LABELS)
+            raise unknown_value(where, "eval.models", label, EVAL_MODEL_LABELS)
     sets = (raw.get("eval") or {}).get("sets")
     if sets is not None:
         if not sets or len(set(sets)) != len(sets):
             raise UserInputError(f"{where}: 'eval.sets' must list at least one set, each once; got {sets}")
         for name in sets:
             if name not in EVAL_SETS:
-                raise _unknown_stage(where, "eval.sets", name, EVAL_SETS)
+                raise unknown_value(where, "eval.sets", name, EVAL_SETS)
     return raw
 
 
-def _unknown_stage(where: str, key: str, value: str, allowed: tuple[str, ...]) -> UserInputError:
-    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return UserInputError(f"{where}: '{key}': unknown value '{value}'{hint}; choose from {', '.join(allowed)}")
-
-
 # --- paths, merging, overrides ---------------------------------------------------------------------
-def _resolve(value: str, base: Path) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Make the file's relative paths absolute against its own folder (in place)."""
     data = raw.get("data")
     if isinstance(data, dict):
         for key in ("train", "test", "dev", "transfer"):
             if isinstance(data.get(key), str) and data[key] != "champ":  # "champ" names the packaged data set
-                data[key] = _resolve(data[key], base)
+                data[key] = resolve_path(data[key], base)
     model = raw.get("model")
     if isinstance(model, str) and model != EMBEDDED_DEFAULT:
         if model.startswith((".", "/", "~")) or (base / model).exists():
-            raw["model"] = _resolve(model, base)
+            raw["model"] = resolve_path(model, base)
     for section in ("srl", "rlvr", "sft"):
         args = raw.get(section)
         if isinstance(args, dict) and isinstance(args.get("deepspeed"), str):
-            args["deepspeed"] = _resolve(args["deepspeed"], base)
+            args["deepspeed"] = resolve_path(args["deepspeed"], base)
     hardware = raw.get("hardware")
     if isinstance(hardware, dict):
         for key, value in hardware.items():
             if key.endswith("_config") and isinstance(value, str):
-                hardware[key] = _resolve(value, base)
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Mappings merge key by key; anything else (lists, scalars, null) in ``over`` replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def expand_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``{"srl.max_steps": 5}`` → ``{"srl": {"max_steps": 5}}`` (nested dicts pass through)."""
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        parts = str(key).split(".")
-        if not all(parts):
-            raise UserInputError(f"{OVERRIDES_SOURCE}: bad key {key!r}")
-        nested: Any = value
-        for part in reversed(parts[1:]):
-            nested = {part: nested}
-        out = deep_merge(out, {parts[0]: nested})
-    return out
-
-
-def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``("srl.max_steps=5", "stages=[srl,eval]")`` → dotted overrides; values are parsed as YAML."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UserInputError(f"{OVERRIDES_SOURCE} {item!r}: expected KEY=VALUE, e.g. srl.max_steps=5")
-        try:
-            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise UserInputError(f"{OVERRIDES_SOURCE} {item!r}: value is not valid YAML: {exc}") from None
-    return out
-
-
-# --- loading ---------------------------------------------------------------------------------------
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such config file")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserInputError(f"{path}: not valid YAML: {exc}") from None
+                hardware[key] = resolve_path(value, base)
 
 
 def list_tiers() -> list[str]:
-    return sorted(p.stem for p in TIERS_DIR.glob("*.yaml"))
+    return tier_names()
 
 
 def tier_path(name: str) -> Path:
-    path = TIERS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        tiers = list_tiers()
-        close = difflib.get_close_matches(name, tiers, n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UserInputError(f"unknown tier '{name}'{hint}; available: {', '.join(tiers) or 'none'}")
-    return path
+    return named_tier(name)
 
 
 def _load_source_file(path: Path) -> dict[str, Any]:

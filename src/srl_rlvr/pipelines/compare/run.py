@@ -48,7 +48,7 @@ Layout of OUT::
     compare.json, compare.md, compare_reward_curves.png, compare_accuracy.png, config.yaml
 
 Reruns skip every stage and eval whose ``_DONE.json`` records the same config hash (the pipeline's
-bookkeeping, :func:`srl_rlvr.training.pipeline.run_step`); a change re-runs it and what depends on it.
+bookkeeping, :func:`srl_rlvr.pipelines.run.run_step`); a change re-runs it and what depends on it.
 """
 
 from __future__ import annotations
@@ -63,26 +63,28 @@ from typing import Any
 
 import yaml
 
-from srl_rlvr.compare_report import PLOTS, plot_accuracy, plot_reward_curves, render_markdown, render_table, update_docs
-from srl_rlvr.config import PipelineConfig
+from srl_rlvr.core.console import rule, say
+from srl_rlvr.core.io import file_digest, link_or_copy, read_json, write_json
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.prompts import normalise_prefill
-from srl_rlvr.training.pipeline import (
-    DONE,
-    link_or_copy,
-    file_digest,
-    prepare_data,
-    read_json,
-    rule,
-    run_step,
-    say,
-    tracking_args,
-    write_json,
+from srl_rlvr.ops.checkpoints import DONE, run_step
+from srl_rlvr.ops.tracking import tracking_args
+from srl_rlvr.pipelines.compare.report import (
+    PLOTS,
+    plot_accuracy,
+    plot_reward_curves,
+    render_markdown,
+    render_table,
+    update_docs,
 )
-from srl_rlvr.training.stages import FINAL, MANIFEST, train_rlvr, train_srl
+from srl_rlvr.pipelines.config import PipelineConfig
+from srl_rlvr.pipelines.data import prepare_data
+from srl_rlvr.prompts import normalise_prefill
+from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST
+from srl_rlvr.training.stages import train_rlvr, train_srl
 
 ARMS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_rlvr")
-ARM_TITLES = {"base": "Base", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL→RLVR", "sft_rlvr": "SFT→RLVR"}
+ARM_TITLES = {"base": "Base", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL→RLVR",
+              "sft_rlvr": "SFT→RLVR"}
 STAGE_TITLES = {"srl": "SRL", "rlvr": "RLVR", "sft": "SFT"}
 TEST_SET = "test"  # the config's own test split (data.test or the demo's)
 BASE_INIT = "base_init"
@@ -116,7 +118,7 @@ class CompareSettings:
 def compare_settings(config: PipelineConfig, cli_overrides: dict[str, Any] | None = None) -> CompareSettings:
     """Check the config's ``compare`` section. File paths in it are relative to the config file's folder,
     except those given with ``--set`` (``cli_overrides``), which are relative to the working directory."""
-    from srl_rlvr.config import expand_dotted
+    from srl_rlvr.core.yamlconf import expand_dotted
 
     raw = config.raw.get("compare") or {}
     given = expand_dotted(cli_overrides or {}).get("compare") or {}
@@ -140,7 +142,8 @@ def compare_settings(config: PipelineConfig, cli_overrides: dict[str, Any] | Non
         raise UserInputError(f"{origin('arms')}: 'compare.arms' must be a non-empty list of {', '.join(ARMS)}")
     for arm in arms:
         if arm not in ARMS:
-            raise UserInputError(f"{origin('arms')}: 'compare.arms': unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+            raise UserInputError(f"{origin('arms')}: 'compare.arms': unknown arm {arm!r}; "
+                                 f"choose from {', '.join(ARMS)}")
     if len(set(arms)) != len(arms):
         raise UserInputError(f"{origin('arms')}: 'compare.arms' lists an arm twice: {arms}")
 
@@ -198,7 +201,8 @@ def budget_steps(config: PipelineConfig) -> tuple[int, int]:
     for section in ("srl", "rlvr"):
         steps = getattr(config, section).get("max_steps")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise UserInputError(f"{where}: compare counts budgets in optimiser steps, so '{section}.max_steps' must be "
+            raise UserInputError(f"{where}: compare counts budgets in optimiser steps, "
+                                 f"so '{section}.max_steps' must be "
                                  f"a positive integer (got {steps!r}); set it, e.g. --set {section}.max_steps=2")
         out.append(steps)
     return out[0], out[1]
@@ -256,7 +260,8 @@ def prepare_eval_sets(config: PipelineConfig, out: Path, test_file: Path, settin
         tmp.replace(path)
         skipped_file = path.with_name(f"eval_{name}.skipped.jsonl")
         if items.skipped:
-            skipped_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items.skipped), encoding="utf-8")
+            skipped_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items.skipped),
+                                    encoding="utf-8")
             say(f"eval set {name} ({spec.source}): {items.summary(with_source=False)} (list: {skipped_file})")
         else:
             skipped_file.unlink(missing_ok=True)
@@ -291,7 +296,7 @@ def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think
     trains an adapter as it does after SRL.
     """
     from srl_rlvr.models import resolve_model
-    from srl_rlvr.training.stages import _peft_config, load_base_policy
+    from srl_rlvr.training.stages import load_base_policy, peft_config_from
 
     base = resolve_model(model)
     final, tmp = target / FINAL, target / ".final.tmp"
@@ -301,17 +306,18 @@ def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think
         from peft import get_peft_model
 
         policy, tokenizer = load_base_policy(base)
-        get_peft_model(policy, _peft_config(lora)).save_pretrained(str(tmp))
+        get_peft_model(policy, peft_config_from(lora)).save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     elif local.is_dir() and (local / "config.json").is_file() and not (local / "adapter_config.json").exists():
-        shutil.copytree(local, tmp, copy_function=link_or_copy, ignore=shutil.ignore_patterns(MANIFEST, ".*"))
+        shutil.copytree(local, tmp, copy_function=link_or_copy, ignore=shutil.ignore_patterns(STAGE_MANIFEST, ".*"))
     else:  # a hub id: save what loads
         policy, tokenizer = load_base_policy(base)
         policy.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-    manifest = {"stage": "base", "base_model": base, "global_step": 0, "lora": bool(lora), "think_prefill": think_prefill,
+    manifest = {"stage": "base", "base_model": base, "global_step": 0, "lora": bool(lora),
+                "think_prefill": think_prefill,
                 "why": "srl-rlvr compare's RLVR arm starts RLVR from the base model on purpose (init_from: base)"}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (tmp / STAGE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     tmp.replace(final)
 
@@ -345,7 +351,7 @@ def run_stage(config: PipelineConfig, out: Path, arm: str, plan: StagePlan, prev
             if plan.kind == "srl":
                 return train_srl(config.model, data_file, args, lora=config.lora, resume=resuming).global_step
             final = train_sft(config.model, data_file, stage_dir, args, lora=config.lora)
-            return (read_json(Path(final) / MANIFEST) or {}).get("global_step")
+            return (read_json(Path(final) / STAGE_MANIFEST) or {}).get("global_step")
 
         resumable = plan.kind == "srl"
     else:
@@ -356,7 +362,7 @@ def run_stage(config: PipelineConfig, out: Path, arm: str, plan: StagePlan, prev
             if previous is None or previous.plan.kind != plan.init_from:
                 raise ValueError(f"arm {arm}: RLVR must follow its {plan.init_from} stage")
             init_final, upstream, expect = previous.final, _done_hash(previous.dir) or "", (plan.init_from,)
-        if not (init_final / MANIFEST).is_file():
+        if not (init_final / STAGE_MANIFEST).is_file():
             raise UserInputError(f"arm {arm}: RLVR starts from {init_final}, which is missing or unfinished")
         payload = {"rlvr": section, "init_from": plan.init_from, "upstream": upstream, "data": digests["train.jsonl"]}
 
@@ -365,7 +371,8 @@ def run_stage(config: PipelineConfig, out: Path, arm: str, plan: StagePlan, prev
             return train_rlvr(init_final, data_file, args, resume=resuming, expect=expect).global_step
 
         resumable = True
-    outcome = run_step(f"{arm}/{plan.kind}", stage_dir, payload, work, resume=resume and resumable, resumable=resumable)
+    outcome = run_step(f"{arm}/{plan.kind}", stage_dir, payload, work, resume=resume and resumable,
+                       resumable=resumable)
     if not outcome.skipped:
         say(f"{arm}/{plan.kind} finished in {outcome.seconds:.1f}s, global step {outcome.global_step}")
     return StageRun(arm, plan, stage_dir, outcome.skipped)
@@ -382,7 +389,8 @@ def arm_model(config: PipelineConfig, stages: list[StageRun]) -> tuple[str, str]
     return str(last.final), _done_hash(last.dir) or ""
 
 
-def run_evals(config: PipelineConfig, out: Path, arm: str, model: str, identity: str, sets: dict[str, EvalSet]) -> None:
+def run_evals(config: PipelineConfig, out: Path, arm: str, model: str, identity: str,
+              sets: dict[str, EvalSet]) -> None:
     """Evaluate one arm's model on every eval set (loaded once, only if some eval must run)."""
     from srl_rlvr.eval import harness
 
@@ -443,20 +451,21 @@ def stage_tokens(log_history: list[dict[str, Any]], args: Any) -> tuple[int, int
 
 
 def _stage_result(config: PipelineConfig, run: StageRun) -> dict[str, Any]:
-    from srl_rlvr.report import stage_summary
+    from srl_rlvr.pipelines.report import stage_summary
 
     history = read_json_list(run.dir / "log_history.json")
     done = read_json(run.dir / DONE) or {}
     args = stage_args(config, run.plan.kind, run.dir, run.plan.steps)
     generated, processed = stage_tokens(history, args)
     summary = stage_summary(run.plan.kind, history, done.get("global_step"))
-    manifest = read_json(run.final / MANIFEST) or {}
+    manifest = read_json(run.final / STAGE_MANIFEST) or {}
     return {
         "kind": run.plan.kind, "dir": str(run.dir), "planned_steps": run.plan.steps,
         "global_step": done.get("global_step"), "init_from": manifest.get("init_from"),
         "generated_tokens": generated if run.plan.kind != "sft" else 0, "processed_tokens": processed,
-        "seconds": done.get("seconds"), "reward_first": summary["reward_first10"], "reward_last": summary["reward_last10"],
-        "rewards": summary["steps"], "losses": [e["loss"] for e in history if "loss" in e and isinstance(e.get("step"), int)],
+        "seconds": done.get("seconds"), "reward_first": summary["reward_first10"],
+        "reward_last": summary["reward_last10"], "rewards": summary["steps"],
+        "losses": [e["loss"] for e in history if "loss" in e and isinstance(e.get("step"), int)],
     }
 
 
@@ -537,7 +546,8 @@ def run_compare(config: PipelineConfig, out_dir: str | Path, *, command: str | N
     settings = compare_settings(config, cli_overrides)
     srl_steps, rlvr_steps = budget_steps(config)
     plans = plan_arms(srl_steps, rlvr_steps)
-    command = command or (f"srl-rlvr compare {config.source} --out {out}" if config.source else f"run_compare(out_dir={out})")
+    command = command or (f"srl-rlvr compare {config.source} --out {out}" if config.source
+                          else f"run_compare(out_dir={out})")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     started = time.perf_counter()

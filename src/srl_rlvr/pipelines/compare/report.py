@@ -2,7 +2,7 @@
 
     srl-rlvr compare configs/compare-cpu.yaml --out out/compare --docs docs/results.md
 
-``result`` is what :func:`srl_rlvr.compare.run_compare` writes to ``OUT/compare.json``.
+``result`` is what :func:`srl_rlvr.pipelines.compare.run.run_compare` writes to ``OUT/compare.json``.
 """
 
 from __future__ import annotations
@@ -59,13 +59,15 @@ def render_section(result: dict[str, Any], image_links: dict[str, str]) -> list[
         notes.append(f"- `{name}`: {s['n']} problems from `{s['source']}`{skipped}.")
     lines += ["Eval sets (greedy decoding; avg@k/pass@k from k sampled completions"
               + (", so with k = 1 avg@1 equals greedy" if k == 1 else "") + "):", "", *notes, ""]
-    verdict = ("equal" if budget["equal"] else "**UNEQUAL**: " + ", ".join(f"{a} {s}" for a, s in budget["actual"].items()))
+    verdict = ("equal" if budget["equal"]
+               else "**UNEQUAL**: " + ", ".join(f"{a} {s}" for a, s in budget["actual"].items()))
     lines += [f"Budgets: every trained arm gets {budget['steps_per_trained_arm']} optimiser steps "
               f"(SRL→RLVR and SFT→RLVR: {budget['srl_steps']} + {budget['rlvr_steps']}); actual steps {verdict}. "
               "Generated tokens are rollout completions (SFT generates none); processed tokens are the prompt and "
               "completion tokens the optimiser saw.", ""]
     for name, groups in result["ordering"].items():
-        ranked = " > ".join(" = ".join(f"{result['arms'][a]['title']} ({_pct(result['arms'][a]['eval'][name]['greedy_accuracy'])})"
+        ranked = " > ".join(" = ".join(f"{result['arms'][a]['title']} "
+                                       f"({_pct(result['arms'][a]['eval'][name]['greedy_accuracy'])})"
                                        for a in group) for group in groups)
         lines.append(f"Ordering by greedy accuracy on `{name}`: {ranked}.")
     lines.append("")
@@ -82,9 +84,9 @@ def render_markdown(result: dict[str, Any], image_links: dict[str, str]) -> str:
 # --- plots ---------------------------------------------------------------------------------------------
 def plot_reward_curves(result: dict[str, Any], path: Path) -> bool:
     """One panel per stage kind (SRL reward, RLVR reward, SFT loss); one line per arm, x = the arm's step."""
-    from srl_rlvr.report import _pyplot
+    from srl_rlvr.pipelines.report import headless_pyplot
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     panels: dict[str, list[tuple[str, list[int], list[float]]]] = {"srl": [], "rlvr": [], "sft": []}
     for arm in result["arms"].values():
         offset = 0
@@ -98,7 +100,8 @@ def plot_reward_curves(result: dict[str, Any], path: Path) -> bool:
     if plt is None or not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    titles = {"srl": ("SRL stages", "step reward"), "rlvr": ("RLVR stages", "answer reward"), "sft": ("SFT stages", "loss")}
+    titles = {"srl": ("SRL stages", "step reward"), "rlvr": ("RLVR stages", "answer reward"),
+              "sft": ("SFT stages", "loss")}
     for ax, (kind, lines) in zip(axes[0], panels.items()):
         for label, xs, ys in lines:
             ax.plot(xs, ys, marker=".", linewidth=1, label=label)
@@ -116,9 +119,9 @@ def plot_reward_curves(result: dict[str, Any], path: Path) -> bool:
 
 def plot_accuracy(result: dict[str, Any], path: Path) -> bool:
     """Greedy accuracy per arm, one bar per eval set."""
-    from srl_rlvr.report import _pyplot
+    from srl_rlvr.pipelines.report import headless_pyplot
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     sets, arms = list(result["eval_sets"]), list(result["arms"].values())
     if plt is None or not arms or not sets:
         return False

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.config import PipelineConfig
+from srl_rlvr.core.io import link_or_copy
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.eval import summary
-from srl_rlvr.training.pipeline import link_or_copy
+from srl_rlvr.pipelines.config import PipelineConfig
 
 SEED_KEYS = ("srl.seed", "rlvr.seed", "sft.seed")
 
@@ -113,7 +113,8 @@ def write_seeds_report(out: Path, config: PipelineConfig, seeds: Sequence[int], 
         "seeds": list(seeds),
         "headline_set": next(iter(summaries), None),
         "eval_summary": summaries,
-        "accuracy": {label: m["accuracy"] for label, m in (next(iter(summaries.values()), {}).get("models") or {}).items()},
+        "accuracy": {label: m["accuracy"]
+                     for label, m in (next(iter(summaries.values()), {}).get("models") or {}).items()},
         "per_seed": {str(s): {"accuracy": r.get("accuracy"), "report": str(out / f"seed-{s}" / "report.json"),
                               "stages": {k: {kk: v.get(kk) for kk in ("reward_first10", "reward_last10")}
                                          for k, v in (r.get("stages") or {}).items()}}
@@ -131,7 +132,7 @@ def run_compare_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str
     """``srl-rlvr compare --seeds``: the comparison once per training seed (OUT/seed-<s>), then
     OUT/compare_seeds.json and .md: every arm's mean accuracy over seeds per eval set, its spread, and paired
     tests of SRL→RLVR against every other arm (and SRL against base) on per-problem mean correctness."""
-    from srl_rlvr.compare import run_compare
+    from srl_rlvr.pipelines.compare.run import run_compare
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +161,7 @@ def run_compare_seeds(make_config: Callable[[int], PipelineConfig], out_dir: str
 
 def _write_seeds_markdown(path: Path, title: str, command: str, seeds: Sequence[int], summaries: dict[str, Any],
                           plot: Path) -> None:
-    from srl_rlvr import report as run_report
+    from srl_rlvr.pipelines import report as run_report
 
     lines = [f"# {title}", "", "Produced by:", "", f"    {command}", "",
              f"Seeds {', '.join(map(str, seeds))}; one run each in `seed-<s>/`. Accuracy is the mean over seeds, its "
@@ -174,7 +175,8 @@ def _write_seeds_markdown(path: Path, title: str, command: str, seeds: Sequence[
             vals = m["per_seed"]["values"]
             cells = ([f"{v:.1%}" for v in vals] if len(vals) == len(seeds)
                      else [f"{vals[0]:.1%} (all)"] + [""] * (len(seeds) - 1))
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {m['per_seed']['mean']:.1%} | {m['per_seed']['std']:.1%} |")
+            lines.append(f"| {label} | " + " | ".join(cells)
+                         + f" | {m['per_seed']['mean']:.1%} | {m['per_seed']['std']:.1%} |")
         lines.append("")
     if run_report.plot_accuracy(summaries, plot):
         lines += [f"![accuracy by model]({plot.name})", ""]

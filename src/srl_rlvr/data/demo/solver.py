@@ -1,4 +1,6 @@
-"""A SIMULATED big tier: an exact solver for the demo arithmetic task (:mod:`srl_rlvr.data.demo`).
+"""A SIMULATED big tier: an exact solver for the demo arithmetic task (:mod:`srl_rlvr.data.demo`), reached
+as the ``demo_solver`` route-target backend (:mod:`srl_rlvr.routing.backends` registers it; data never
+imports routing).
 
 No model larger than SmolLM2-135M is installed here, so the "big teacher" of the CPU route config is
 this parser: it reads the problem text (never the gold answer), applies each operation in order and
@@ -10,10 +12,8 @@ labelled SIMULATED in every report.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from srl_rlvr.data.demo import ANSWER_PHRASE, _SCENES
-from srl_rlvr.routing.tiers import Tier
+from srl_rlvr.data.demo.problems import ANSWER_PHRASE, SCENES
 
 UNSOLVED = "I cannot solve this problem."
 _TIMES_WORDS = {"doubles": 2, "triples": 3, "quadruples": 4}
@@ -29,8 +29,8 @@ def _template_regex(template: str) -> str:
 
 
 def _op_patterns() -> list[tuple[str, re.Pattern[str]]]:
-    adds = {clause for scene in _SCENES for clause, _ in scene.add}
-    subs = {clause for scene in _SCENES for clause, _ in scene.sub}
+    adds = {clause for scene in SCENES for clause, _ in scene.add}
+    subs = {clause for scene in SCENES for clause, _ in scene.sub}
     return [("+", re.compile(_template_regex(c))) for c in sorted(adds)] + \
            [("-", re.compile(_template_regex(c))) for c in sorted(subs)]
 
@@ -41,7 +41,8 @@ _OPS = _op_patterns()
 def solve_demo_problem(problem: str) -> tuple[int, list[str]] | None:
     """(answer, steps) for a demo problem, or None when the text is not one.
 
-    >>> solve_demo_problem("Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, and then she buys 15 more. How many pens does she have now?")[0]
+    >>> solve_demo_problem("Mia has 7 boxes with 6 pens in each. First she gives away 9 pens, "
+    ...                    "and then she buys 15 more. How many pens does she have now?")[0]
     48
     >>> solve_demo_problem("Kai has 2 crates with 3 apples in each. How many apples does he have now?")[0]
     6
@@ -88,13 +89,3 @@ def solve_demo_completion(problem: str) -> str:
     if solved is None:
         return UNSOLVED
     return "\n".join(f"Step {i}: {s}" for i, s in enumerate(solved[1], 1))
-
-
-class DemoSolverCaller:
-    """``call_tier`` for ``backend: demo_solver`` tiers: ``n`` copies of the (deterministic) solution."""
-
-    def __call__(self, tier: Tier, prompt: str, n: int) -> list[str]:
-        return [solve_demo_completion(prompt)] * n
-
-    def batch(self, tier: Tier, prompts: Sequence[str], n: int) -> list[list[str]]:
-        return [self(tier, p, n) for p in prompts]

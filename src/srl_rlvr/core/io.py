@@ -1,0 +1,46 @@
+"""Small file helpers every layer uses: atomic JSON, content digests, hard-link copies.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> write_json(path, {"a": 1}); read_json(path)
+    {'a': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)  # a kill never leaves a half-written _DONE.json
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """``shutil.copytree(copy_function=...)`` that hard-links where the file system allows."""
+    try:
+        os.link(src, dst)  # a finished final is never written again, so sharing its inodes is safe
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,235 @@
+"""The router and the cascade as model names of ``srl-rlvr serve`` (docs/serving.md, "Serving integration").
+
+    srl-rlvr serve --model smollm2-135m --route-config configs/route-cpu.yaml \\
+        --predictor out/route_eval/predictor.json --escalation-log out/escalations.jsonl
+
+adds ``router-<name>-<threshold>`` (any threshold in [0, 1]) and ``cascade-<name>`` to the catalog. A
+request for one runs :meth:`Router.call` (fallbacks, retries, cooldowns, the key's budget) or
+:meth:`Cascade.run` in a worker thread; every tier call they make runs on the event loop through a
+serving backend, or in process for a tier that needs none (:mod:`srl_rlvr.serving.route_targets`).
+
+The router reads the *problem*: the last user message, or the problem inside it when it has the training
+layout (``Problem:\\n...\\n\\nSteps so far:``, :func:`srl_rlvr.prompts.full_problem_messages`). The answer
+goes out as an ordinary chat completion whose ``model`` is the requested name, with ``x-srl-rlvr-*``
+headers (the answering tier, the cost, ...); streaming sends it once it is complete. The ``srl_rlvr:*``
+counters are :class:`srl_rlvr.serving.metrics.RouteCounters`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+from urllib.parse import quote
+
+from srl_rlvr.errors import UserInputError
+from srl_rlvr.routing import (
+    AllTiersFailed,
+    BudgetExceeded,
+    Cascade,
+    CascadeResult,
+    NoTierAvailable,
+    Router,
+    Tier,
+    build_cascade,
+    is_router_model,
+    load_route_config,
+    load_router,
+    resolve_router_model,
+)
+from srl_rlvr.serving.catalog import ModelCatalog, Target
+from srl_rlvr.serving.errors import APIError
+from srl_rlvr.serving.metrics import RouteCounters, ServingMetrics
+from srl_rlvr.serving.route_targets import TierOutput, TierTargets
+from srl_rlvr.serving.schemas import ChatCompletionRequest
+from srl_rlvr.serving.settings import ServeSettings
+
+log = logging.getLogger("srl_rlvr.serving")
+
+HEADER_TIER = "x-srl-rlvr-tier"  # the tier whose answer this is
+HEADER_COST = "x-srl-rlvr-cost-usd"  # dollars: the answering call (router) or every call made (cascade)
+HEADER_SIMULATED = "x-srl-rlvr-simulated"  # "true" when that tier is a stand-in (its cost and quality are too)
+HEADER_ESCALATIONS = "x-srl-rlvr-escalations"  # cascade: how many times the request moved to the next tier
+HEADER_VERIFIED = "x-srl-rlvr-verified"  # cascade: whether the returned answer passed the verifier
+HEADER_FAILED = "x-srl-rlvr-failed-tiers"  # router: tiers that failed before the answering one (when any)
+
+_FULL_PROBLEM = re.compile(r"^Problem:\n(?P<problem>.+?)\n\nSteps so far:\n", re.S)
+_ESCALATION_REASONS = {"format": "format", "agreement": "agreement", "task check failed": "task_check",
+                       "no completions": "no_completions"}
+
+
+class RoutingBridge:
+    """A :class:`~srl_rlvr.serving.catalog.VirtualModelSource` for one route config's router and cascade;
+    ``targets`` reaches their tiers."""
+
+    def __init__(self, settings: ServeSettings, catalog: ModelCatalog, metrics: ServingMetrics, router: Router,
+                 cascade: Cascade, config_path: str):
+        self.settings, self.catalog, self.metrics = settings, catalog, metrics
+        self.router, self.cascade, self.config_path = router, cascade, config_path
+        self.counters = RouteCounters(metrics.registry)
+        self.created = int(time.time())
+        self.targets = TierTargets(settings, catalog, metrics, cooldown_s=router.health.cooldown_s)
+        self._check_names()
+        self.targets.check(router.tiers, config_path)
+
+    @classmethod
+    def from_settings(cls, settings: ServeSettings, catalog: ModelCatalog, metrics: ServingMetrics) -> RoutingBridge:
+        """The bridge for ``settings.routing`` (UserInputError for a bad route config, predictor or tier)."""
+        section = settings.routing
+        if not section.config:
+            raise UserInputError("routing.config is not set (srl-rlvr serve --route-config PATH)")
+        router = load_router(section.config, section.predictor)
+        cascade = build_cascade(load_route_config(section.config), router.tiers, log=section.escalation_log)
+        return cls(settings, catalog, metrics, router, cascade, section.config)
+
+    def _check_names(self) -> None:
+        names = {self.router.model, self.cascade.name}
+        if self.settings.base_name in names or is_router_model(self.settings.base_name):
+            raise UserInputError(f"served model name {self.settings.base_name!r} clashes with the routed names "
+                                 f"(router-..., {self.cascade.name})")
+
+    # --- the catalog's hook ------------------------------------------------------------------------
+    def resolve(self, name: str) -> Any:
+        if name == self.cascade.name:
+            return _CascadeModel(self)
+        if not is_router_model(name):
+            return None
+        try:
+            router = resolve_router_model(name, {self.router.name: self.router})
+        except UserInputError as exc:
+            return _Refused(APIError(404, f"The model `{name}` does not exist: {exc}", "model_not_found", "model"))
+        return _RouterModel(self, router, name)
+
+    def cards(self) -> list[dict[str, Any]]:
+        return [{"id": name, "object": "model", "created": self.created, "owned_by": "srl-rlvr",
+                 "root": self.config_path, "parent": None} for name in (self.router.model, self.cascade.name)]
+
+    async def close(self) -> None:
+        await self.targets.close()
+
+    # --- a request ---------------------------------------------------------------------------------
+    def problem(self, body: Any, name: str) -> tuple[str, list[dict[str, str]]]:
+        """(the problem the router reads, the chat messages) of a request for a routed name."""
+        if not isinstance(body, ChatCompletionRequest):
+            raise APIError(400, f"`{name}` is served on /v1/chat/completions only", "unsupported_endpoint", "model")
+        messages = [m.as_template_message() for m in body.messages]
+        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if not user.strip():
+            raise APIError(400, f"`{name}` routes on the last user message, and this request has none with text",
+                           "invalid_messages", "messages")
+        match = _FULL_PROBLEM.match(user)
+        return (match["problem"] if match else user), messages
+
+    def rejected(self, name: str, exc: Exception) -> APIError:
+        """The API error for a refused routed request (counted); other exceptions are re-raised."""
+        if isinstance(exc, BudgetExceeded):
+            reason = "budget_exceeded"
+            # Never the key itself (BudgetExceeded's own message names it).
+            error = APIError(429, f"The budget of this API key is spent: ${exc.spent:.6f} of ${exc.limit:.6f} used; "
+                             f"tier '{exc.tier}' would cost about ${exc.needed:.6f}.", reason)
+        elif isinstance(exc, AllTiersFailed):
+            reason = "all_tiers_failed"
+            error = APIError(502, f"Every tier failed: {'; '.join(f'{t}: {e}' for t, e in exc.errors)}", reason)
+        elif isinstance(exc, NoTierAvailable):
+            reason = "no_tier_available"
+            error = APIError(503, f"No tier can take this request now ({exc}); retry later.", reason)
+        else:
+            raise exc
+        self.counters.rejected.labels(name, reason).inc()
+        return error
+
+
+class _RouterModel:
+    def __init__(self, bridge: RoutingBridge, router: Router, name: str):
+        self.bridge, self.router, self.name = bridge, router, name
+
+    async def select(self, body: Any, catalog: ModelCatalog, api_key: str | None) -> tuple[Target, dict[str, str]]:
+        bridge, targets = self.bridge, self.bridge.targets
+        problem, messages = bridge.problem(body, self.name)
+        plans = await targets.plan(self.router.tiers, messages, body)
+        answers: dict[str, list[TierOutput]] = {}
+        call_tier = targets.caller(plans, asyncio.get_running_loop(), answers)
+        try:
+            routed = await asyncio.to_thread(self.router.call, problem, call_tier, api_key)
+        except (BudgetExceeded, AllTiersFailed, NoTierAvailable) as exc:
+            raise bridge.rejected(self.router.name, exc) from None
+        bridge.counters.router_requests.labels(self.router.name, routed.tier.name).inc()
+        log.debug("%s -> %s (%s), $%.6g", self.name, routed.tier.name, routed.decision.reason, routed.cost)
+        headers = _tier_headers(routed.tier, routed.cost)
+        if routed.failures:
+            headers[HEADER_FAILED] = ",".join(dict.fromkeys(_header_text(t) for t, _ in routed.failures))
+        return targets.answered(self.name, routed.tier, answers[routed.tier.name][0], plans), headers
+
+
+class _CascadeModel:
+    def __init__(self, bridge: RoutingBridge):
+        self.bridge = bridge
+
+    async def select(self, body: Any, catalog: ModelCatalog, api_key: str | None) -> tuple[Target, dict[str, str]]:
+        bridge, targets, cascade = self.bridge, self.bridge.targets, self.bridge.cascade
+        problem, messages = bridge.problem(body, cascade.name)
+        budgets = bridge.router.budgets  # one spend per key across the router names and the cascade
+        remaining = budgets.remaining(api_key)
+        if remaining is not None and remaining <= 0:
+            first = cascade.tiers[0]
+            raise bridge.rejected(cascade.name, BudgetExceeded(api_key, budgets.spent(api_key),
+                                                               budgets.limit(api_key) or 0.0, first.name,
+                                                               first.estimated_cost(problem)))
+        plans = await targets.plan(cascade.tiers, messages, body)
+        answers: dict[str, list[TierOutput]] = {}
+        call_tier = targets.caller(plans, asyncio.get_running_loop(), answers)
+        try:
+            result = await asyncio.to_thread(cascade.run, problem, call_tier)
+        except AllTiersFailed as exc:
+            raise bridge.rejected(cascade.name, exc) from None
+        budgets.record(api_key, result.cost)
+        steps = escalation_steps(cascade, result)
+        for from_tier, to_tier, reason in steps:
+            bridge.counters.cascade_escalations.labels(cascade.name, from_tier, to_tier, reason).inc()
+        bridge.counters.cascade_requests.labels(cascade.name, result.tier.name).inc()
+        outputs = answers[result.tier.name]
+        output = next((o for o in outputs if o.text == result.completion), outputs[0])
+        headers = {**_tier_headers(result.tier, result.cost), HEADER_ESCALATIONS: str(len(steps)),
+                   HEADER_VERIFIED: _flag(result.verified)}
+        return targets.answered(cascade.name, result.tier, output, plans), headers
+
+
+class _Refused:
+    """A routed-looking name that names no router here (or a bad threshold): its requests get ``error``."""
+
+    def __init__(self, error: APIError):
+        self.error = error
+
+    async def select(self, body: Any, catalog: ModelCatalog, api_key: str | None) -> tuple[Target, dict[str, str]]:
+        raise self.error
+
+
+def escalation_steps(cascade: Cascade, result: CascadeResult) -> list[tuple[str, str, str]]:
+    """(from tier, to tier, reason) for each move to the next tier: an unsure answer (the verifier's reason,
+    as a label) or a failed call ("error")."""
+    order = [t.name for t in cascade.tiers]
+    unsure = {e.from_tier: e.reason for e in result.escalations}
+    steps = []
+    for i in range(order.index(result.tier.name)):
+        reason = unsure.get(order[i])
+        label = "error" if reason is None else _ESCALATION_REASONS.get(reason.split(":", 1)[0].strip(), "other")
+        steps.append((order[i], order[i + 1], label))
+    return steps
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _header_text(text: str) -> str:
+    return quote(text, safe="-_.~:")  # headers are latin-1; tier names come from YAML keys
+
+
+def _tier_headers(tier: Tier, cost: float) -> dict[str, str]:
+    return {HEADER_TIER: _header_text(tier.name), HEADER_COST: f"{cost:.8g}", HEADER_SIMULATED: _flag(tier.simulated)}
+
+
+__all__ = ["HEADER_COST", "HEADER_ESCALATIONS", "HEADER_FAILED", "HEADER_SIMULATED", "HEADER_TIER", "HEADER_VERIFIED",
+           "RoutingBridge", "escalation_steps"]
