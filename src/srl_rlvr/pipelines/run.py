@@ -12,8 +12,10 @@ Layout of OUT::
     report.json, report.md, reward_curves.png, accuracy.png, config.yaml (the merged config)
 
 Reruns are incremental: a stage whose ``_DONE.json`` records the same config hash is skipped; a changed
-config (or a changed upstream stage or data) re-runs it. A stage that was interrupted starts over,
-unless ``resume`` is set, in which case it continues from its last complete ``checkpoint-*``.
+config, changed data or changed upstream *weights* (the digest of ``final/`` its ``_DONE.json`` records)
+re-runs it, so a retrained SRL reruns RLVR and the evals even when no config changed. A stage that was
+interrupted starts over, unless ``resume`` is set, in which case it continues from its last complete
+``checkpoint-*``.
 
 Under a distributed launch (``accelerate launch``/``torchrun`` start this in every process) all ranks
 train, but only the main process writes OUT's bookkeeping, data, eval, report and model copies; the
@@ -32,7 +34,7 @@ import yaml
 from srl_rlvr.core.console import Ranks, rule, say
 from srl_rlvr.core.io import link_or_copy, read_json
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops.checkpoints import DONE, StepOutcome, config_hash, run_step
+from srl_rlvr.ops.checkpoints import DONE, StepOutcome, config_hash, run_step, upstream_identity
 from srl_rlvr.ops.tracking import tracking_args
 from srl_rlvr.pipelines.config import PipelineConfig
 from srl_rlvr.pipelines.data import DataFiles, prepare_data, read_trajectories
@@ -43,11 +45,6 @@ MODEL_LABEL_STAGE = {"srl": "srl", "srl_rlvr": "rlvr", "sft": "sft"}  # eval lab
 
 
 # --- stages --------------------------------------------------------------------------------------------
-def _stage_done_hash(out_dir: Path, stage: str) -> str | None:
-    done = read_json(out_dir / stage / DONE)
-    return done.get("config_hash") if done else None
-
-
 def rlvr_source_stage(config: PipelineConfig) -> str:
     """RLVR starts from the last SRL/SFT stage listed before it (SRL when none is)."""
     before = config.stages[: config.stages.index("rlvr")] if "rlvr" in config.stages else []
@@ -70,7 +67,7 @@ def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bo
     source = rlvr_source_stage(config)
     init_from = out_dir / source / FINAL
     out = out_dir / "rlvr"
-    payload = {"rlvr": config.rlvr, "init_from": source, "upstream": _stage_done_hash(out_dir, source),
+    payload = {"rlvr": config.rlvr, "init_from": source, "upstream": upstream_identity(out_dir / source),
                "data": data.digests["train.jsonl"]}
     if not (init_from / STAGE_MANIFEST).is_file() and not _same(out, payload):
         # Loud, before anything is touched: RLVR must never quietly train the base model instead.
@@ -130,7 +127,7 @@ def _run_eval(config: PipelineConfig, out_dir: Path, data: DataFiles, ranks: Ran
     for set_name, path in paths.items():
         for label in config.eval.models:
             model = eval_model_path(config, out_dir, label)
-            identity = config.model if label == "base" else _stage_done_hash(out_dir, MODEL_LABEL_STAGE[label])
+            identity = config.model if label == "base" else upstream_identity(out_dir / MODEL_LABEL_STAGE[label])
             payload = {"eval": config.eval.settings, "model": identity, "data": data.digests[path.name]}
             target = eval_dir(out_dir, set_name, label)
 

@@ -66,7 +66,7 @@ import yaml
 from srl_rlvr.core.console import rule, say
 from srl_rlvr.core.io import file_digest, link_or_copy, read_json, write_json
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops.checkpoints import DONE, run_step
+from srl_rlvr.ops.checkpoints import DONE, run_step, upstream_identity
 from srl_rlvr.ops.tracking import tracking_args
 from srl_rlvr.pipelines.compare.report import (
     PLOTS,
@@ -283,11 +283,6 @@ class StageRun:
         return self.dir / FINAL
 
 
-def _done_hash(folder: Path) -> str | None:
-    done = read_json(folder / DONE)
-    return done.get("config_hash") if done else None
-
-
 def write_base_init(model: str, target: Path, lora: dict[str, Any] | None, think_prefill: bool | str) -> None:
     """The RLVR arm's explicit starting point: the base model as a stage folder whose manifest says ``base``.
 
@@ -332,7 +327,7 @@ def _run_base_init(config: PipelineConfig, arm_dir: Path) -> tuple[Path, str]:
         return 0
 
     run_step("base_init", target, payload, work, resumable=False)
-    return target / FINAL, _done_hash(target) or ""
+    return target / FINAL, upstream_identity(target) or ""
 
 
 def run_stage(config: PipelineConfig, out: Path, arm: str, plan: StagePlan, previous: StageRun | None,
@@ -361,7 +356,7 @@ def run_stage(config: PipelineConfig, out: Path, arm: str, plan: StagePlan, prev
         else:
             if previous is None or previous.plan.kind != plan.init_from:
                 raise ValueError(f"arm {arm}: RLVR must follow its {plan.init_from} stage")
-            init_final, upstream, expect = previous.final, _done_hash(previous.dir) or "", (plan.init_from,)
+            init_final, upstream, expect = previous.final, upstream_identity(previous.dir) or "", (plan.init_from,)
         if not (init_final / STAGE_MANIFEST).is_file():
             raise UserInputError(f"arm {arm}: RLVR starts from {init_final}, which is missing or unfinished")
         payload = {"rlvr": section, "init_from": plan.init_from, "upstream": upstream, "data": digests["train.jsonl"]}
@@ -386,7 +381,7 @@ def arm_model(config: PipelineConfig, stages: list[StageRun]) -> tuple[str, str]
 
         return resolve_model(config.model), f"base:{config.model}"
     last = stages[-1]
-    return str(last.final), _done_hash(last.dir) or ""
+    return str(last.final), upstream_identity(last.dir) or ""
 
 
 def run_evals(config: PipelineConfig, out: Path, arm: str, model: str, identity: str,
