@@ -101,6 +101,23 @@ def _times_clause(rng: random.Random, k: int, pron: str, obj: str) -> tuple[str,
     return f"ends up with {k} times as many {obj}", f"With {k} times as many"
 
 
+def draw_operation(rng: random.Random, value: int, scale: NumberScale) -> tuple[str, int, int] | None:
+    """One arithmetic step on ``value``: (operator, operand, new value), or None when the draw breaks the
+    scale's bounds (the caller draws again). Both phrasing families share it, so their arithmetic and their
+    random draws stay the same."""
+    op = rng.choice(("+", "-", "*"))
+    if op == "*":
+        k = rng.randint(2, scale.times)
+        return None if value * k > scale.max_value else (op, k, value * k)
+    if op == "-":
+        if value < 3:
+            return None
+        k = rng.randint(2, min(value - 1, scale.sub))  # k >= 2 keeps "k {obj}" plural
+        return op, k, value - k
+    k = rng.randint(2, scale.add)
+    return None if value + k > scale.max_value else (op, k, value + k)
+
+
 def make_problem(rng: random.Random, style: str, ops: tuple[int, int],
                  scale: NumberScale) -> tuple[str, list[str], int]:
     """Draw one problem; return (problem text, steps, answer). The style changes only how steps are written."""
@@ -125,25 +142,13 @@ def make_problem(rng: random.Random, style: str, ops: tuple[int, int],
         intro = f"{name} has {value} {obj}."
 
     while len(steps) < num_ops:
-        op = rng.choice(("+", "-", "*"))
+        if (drawn := draw_operation(rng, value, scale)) is None:
+            continue
+        op, k, new = drawn
         if op == "*":
-            k = rng.randint(2, scale.times)
-            if value * k > scale.max_value:
-                continue
             clause, lead = _times_clause(rng, k, pron, obj)
-            new = value * k
-        elif op == "-":
-            if value < 3:
-                continue
-            k = rng.randint(2, min(value - 1, scale.sub))  # k >= 2 keeps "k {obj}" plural
-            clause, lead = rng.choice(scene.sub)
-            new = value - k
         else:
-            k = rng.randint(2, scale.add)
-            if value + k > scale.max_value:
-                continue
-            clause, lead = rng.choice(scene.add)
-            new = value + k
+            clause, lead = rng.choice(scene.sub if op == "-" else scene.add)
         clauses.append(clause.format(k=k, obj=obj))
         steps.append(f"{value} {op} {k} = {new}" if terse
                      else f"{lead.format(k=k)}, {pron} has {value} {op} {k} = {new} {obj}.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from srl_rlvr.data.demo.problems import ANSWER_PHRASE, NumberScale
+from srl_rlvr.data.demo.problems import ANSWER_PHRASE, NumberScale, draw_operation
 
 # The same four operations on the same number scale, told with other subjects, nouns, verbs, sentence frames,
 # connectives and questions. None of the standard family's verbs (buys, gives, finds, trades, bakes, sells,
@@ -151,26 +151,11 @@ def make_transfer_problem(rng: random.Random, style: str, ops: tuple[int, int],
 
     took_away = False
     while len(steps) < num_ops:
-        op = rng.choice(("+", "-", "*"))
-        if op == "*":
-            k = rng.randint(2, scale.times)
-            if value * k > scale.max_value:
-                continue
-            clause, lead = rng.choice(scene.times)
-            new = value * k
-        elif op == "-":
-            if value < 3:
-                continue
-            k = rng.randint(2, min(value - 1, scale.sub))
-            clause, lead = rng.choice(scene.sub)
-            new = value - k
-            took_away = True
-        else:
-            k = rng.randint(2, scale.add)
-            if value + k > scale.max_value:
-                continue
-            clause, lead = rng.choice(scene.add)
-            new = value + k
+        if (drawn := draw_operation(rng, value, scale)) is None:
+            continue
+        op, k, new = drawn
+        clause, lead = rng.choice({"*": scene.times, "-": scene.sub, "+": scene.add}[op])
+        took_away = took_away or op == "-"
         events.append(clause.format(k=k, **fill))
         steps.append(f"{value} {op} {k} = {new}" if terse else
                      f"{lead.format(k=k, **fill)}, there are {value} {op} {k} = {new} {obj}.")
