@@ -18,8 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "srl_rlvr"
 # Lower index = lower layer. A module may import its own layer or any layer below, never one above.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("core", frozenset({"core", "errors"})),
-    ("foundations", frozenset({"prompts", "registry", "models", "data", "rewards", "tiers"})),
-    ("subsystems", frozenset({"training", "eval", "ops", "routing", "serving"})),
+    ("foundations", frozenset({"prompts", "models", "data", "rewards", "tiers"})),
+    # registry: the model registry's gate reads eval's paired statistics, so it sits with the subsystems
+    ("subsystems", frozenset({"training", "eval", "ops", "routing", "serving", "registry"})),
     ("pipelines", frozenset({"pipelines"})),
     ("cli", frozenset({"cli"})),
 )

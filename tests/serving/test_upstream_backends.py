@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from serving_helpers import TINY, tiny_settings, write_stage_manifest
 
 from srl_rlvr.serving.app import create_app
@@ -148,3 +150,34 @@ def test_vllm_backend_launches_vllm(tiny_model_dir: Path, lora_dirs):
         load = {"lora_name": "lora-a", "lora_path": str(lora_dirs["lora-a"])}
         assert admin.post("/v1/load_lora_adapter", json=load).status_code == 200
         assert client.chat.completions.create(model="lora-a", **CHAT).choices[0].message.content is not None
+
+
+def test_openai_backend_retries_a_transient_upstream_failure_then_gives_a_clear_502(upstream, upstream_key_env):
+    """An upstream that answers 503 twice, then works: the client sees one normal answer. Always 503: a 502."""
+    failures = {"left": 2, "seen": 0}
+    flaky = FastAPI()
+
+    @flaky.api_route("/v1/{path:path}", methods=["GET", "POST"])
+    async def forward(path: str, request: Request):
+        failures["seen"] += 1
+        if failures["left"] != 0:
+            failures["left"] -= 1
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        body = await request.body()
+        async with httpx.AsyncClient(timeout=60) as client:
+            real = await client.request(request.method, f"{upstream.base_url}/v1/{path}", content=body,
+                                        headers={"Authorization": f"Bearer {UPSTREAM_KEY}",
+                                                 "Content-Type": "application/json"})
+        return Response(real.content, status_code=real.status_code, media_type=real.headers.get("content-type"))
+
+    with LiveServer(flaky) as flaky_server:
+        settings = ServeSettings.model_validate({
+            "model": "teacher", "backend": "openai",
+            "openai": {"base_url": f"{flaky_server.base_url}/v1", "model": TINY, "retries": 2, "backoff_s": 0.05}})
+        with LiveServer(create_app(settings)) as proxy:
+            plain = _client(proxy).chat.completions.create(model="teacher", **CHAT).choices[0].message.content
+            assert plain == _direct(upstream).chat.completions.create(model=TINY, **CHAT).choices[0].message.content
+            assert failures["seen"] == 3  # two 503s, then the real answer
+            failures["left"] = -1  # from now on, always 503
+            response = httpx.post(f"{proxy.base_url}/v1/chat/completions", json={"model": "teacher", **CHAT})
+            assert response.status_code == 502 and "overloaded" in response.json()["error"]["message"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops import checkpoints
-from srl_rlvr.ops.checkpoints import DONE
+from srl_rlvr.ops import ledger
+from srl_rlvr.ops.ledger import DONE
 from srl_rlvr.pipelines import run as pipeline
 from srl_rlvr.pipelines.config import load_pipeline_config
 from srl_rlvr.pipelines.data import prepare_data
@@ -171,7 +171,7 @@ def test_rlvr_stage_itself_refuses_a_missing_checkpoint(tiny_model_dir, tmp_path
 def test_unfinished_stage_starts_over_without_resume(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "srl" / "checkpoint-1").mkdir(parents=True)
-    (out / "srl" / checkpoints.STARTED).write_text("{}")  # what a killed run leaves behind
+    (out / "srl" / ledger.STARTED).write_text("{}")  # what a killed run leaves behind
     (out / "srl" / "leftover.txt").write_text("from a killed run")
     run_pipeline(tiny_config(tiny_model_dir, stages=["srl"], **{"srl.max_steps": 1}), out)
     assert "srl: unfinished run found; starting over" in capsys.readouterr().out
@@ -183,7 +183,7 @@ def test_a_folder_that_is_not_a_stage_folder_is_never_wiped(tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     with pytest.raises(UserInputError, match="refusing to clean"):
-        checkpoints.run_step("srl", precious, {"x": 1}, lambda resuming: 1)
+        ledger.run_step("srl", precious, {"x": 1}, lambda resuming: 1)
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
@@ -296,3 +296,14 @@ def test_retrained_srl_reruns_downstream_exactly_when_its_weights_change(tiny_mo
         assert sorted(Path(c[0]).parent.name for c in eval_spy.calls) == ["rlvr", "rlvr", "srl", "srl"]
     else:  # the same weights again (CPU training is deterministic here): nothing downstream reruns
         assert rlvr_spy.calls == [] and eval_spy.calls == []
+
+
+def test_run_with_an_injected_fault_reports_the_recovery(tiny_model_dir, tmp_path):
+    """`srl-rlvr run --inject-fault nan@2`: the first training stage rolls back, and report.json says so."""
+    from srl_rlvr.ops.failures import FaultPlan
+
+    config = tiny_config(tiny_model_dir, stages=["srl", "rlvr"])
+    report = run_pipeline(config, tmp_path / "out", fault=FaultPlan.parse("nan@2"))
+    assert [(r["stage"], r["reason"], r["step"]) for r in report["recoveries"]] == [("srl", "nan", 2)]
+    assert "## Recoveries" in (tmp_path / "out" / "report.md").read_text()
+    assert report["stages"]["rlvr"]["global_step"] == STAGE_ARGS["max_steps"]  # the fault fired once

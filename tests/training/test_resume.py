@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from srl_rlvr.data.srl import write_jsonl
-from srl_rlvr.ops.checkpoints import DONE, complete_checkpoints
+from srl_rlvr.ops.ledger import DONE, complete_checkpoints
 from srl_rlvr.registry.manifest import STAGE_MANIFEST as MANIFEST
 
 MAX_STEPS = 6

@@ -25,6 +25,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "stages": ["srl", "rlvr", "eval"],
     "eval.models": ["base", "srl", "srl_rlvr"],
     "eval.sets": ["test", "transfer"],
+    "registry": {"name": "demo-math", "promote": "srl_rlvr"},
 }
 # --quick: enough steps to run every code path, nowhere near enough to learn anything. One generation
 # round per step: the untrained model fails every RLVR problem, so refills would triple the RLVR step.

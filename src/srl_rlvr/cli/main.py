@@ -1,7 +1,8 @@
 """Entry point of the ``srl-rlvr`` console script.
 
-User mistakes (UserInputError, bad flags) print one clear line and exit 2; anything else is a bug and
-keeps its traceback.
+User mistakes (UserInputError, bad flags) print one clear line and exit 2; a training stage that stopped
+on purpose prints one line and exits with its code (75 preempted, 74 disk full: rerun with --resume; see
+srl_rlvr.ops.failures); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from srl_rlvr.cli.checkpoints import checkpoints_group
     from srl_rlvr.cli.compare import compare_command
     from srl_rlvr.cli.data import data_group
     from srl_rlvr.cli.demo import demo_command
     from srl_rlvr.cli.eval import eval_command
     from srl_rlvr.cli.models import models_group
+    from srl_rlvr.cli.registry import registry_group
     from srl_rlvr.cli.route import route_group
     from srl_rlvr.cli.run import run_command
     from srl_rlvr.cli.serve import serve_command
@@ -47,6 +50,8 @@ def _register() -> None:
     cli.add_command(tiers_group)
     cli.add_command(serve_command)
     cli.add_command(route_group)
+    cli.add_command(registry_group)
+    cli.add_command(checkpoints_group)
 
 
 _register()
@@ -56,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="srl-rlvr", standalone_mode=False)
     except UserInputError as exc:
+        # a stage that stopped on purpose (preempted, disk full) exits with its documented code
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

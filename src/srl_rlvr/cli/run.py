@@ -30,8 +30,11 @@ def split_stage_list(value: str | None) -> list[str] | None:
               help="Override a config key (dotted, value parsed as YAML); repeatable.")
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               help="Train once per seed (OUT/seed-<s>) and report the mean and spread across seeds, e.g. 0,1,2.")
+@click.option("--inject-fault", "inject_fault", default=None, metavar="KIND@STEP",
+              help="Drill: a real fault (nan, oom, sigterm, enospc, kill) once, in the first training stage that "
+                   "reaches optimiser step STEP. See docs/training.md.")
 def run_command(config_path: str, out_dir: str | None, resume: bool, only: str | None, overrides: tuple[str, ...],
-                seeds: str | None) -> None:
+                seeds: str | None, inject_fault: str | None) -> None:
     """Run the stages of CONFIG.yaml (data, srl, rlvr, sft, eval), then write OUT/report.md.
 
     Finished stages are skipped on a rerun unless their config changed.
@@ -43,16 +46,19 @@ def run_command(config_path: str, out_dir: str | None, resume: bool, only: str |
       srl-rlvr run configs/demo-cpu.yaml --out out/demo3 --seeds 0,1,2
     """
     from srl_rlvr.core.yamlconf import parse_set_options
+    from srl_rlvr.ops.failures import FaultPlan
     from srl_rlvr.pipelines.config import load_pipeline_config
     from srl_rlvr.pipelines.run import run_pipeline
 
     options = parse_set_options(overrides)
+    fault = FaultPlan.parse(inject_fault)
     out = Path(out_dir) if out_dir else Path("out") / Path(config_path).stem
     if seeds is not None:
         from srl_rlvr.pipelines.seeds import parse_seeds, run_seeds, seed_overrides
 
         run_seeds(lambda seed: load_pipeline_config(config_path, {**options, **seed_overrides(seed)}), out,
-                  parse_seeds(seeds), run_pipeline, invoked_command(), resume=resume, only=split_stage_list(only))
+                  parse_seeds(seeds), run_pipeline, invoked_command(), resume=resume, only=split_stage_list(only),
+                  fault=fault)
         return
     config = load_pipeline_config(config_path, options)
-    run_pipeline(config, out, resume=resume, only=split_stage_list(only), command=invoked_command())
+    run_pipeline(config, out, resume=resume, only=split_stage_list(only), command=invoked_command(), fault=fault)

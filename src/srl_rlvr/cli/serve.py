@@ -6,8 +6,11 @@ import click
 
 
 @click.command("serve")
-@click.option("--model", "model", default=None, help="'smollm2-135m', a model or LoRA folder, or a HF id "
+@click.option("--model", "model", default=None, help="'smollm2-135m', a model or LoRA folder, a HF id, or "
+              "models:/NAME@ALIAS from the model registry, followed as the alias moves "
               "(default: 'model' in --config).")
+@click.option("--registry", "registry_uri", default=None, metavar="URI",
+              help="Model registry for models:/ names (default: $SRL_RLVR_REGISTRY, else the cache's SQLite one).")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
               help="serve.yaml with keys, limits, backend settings (see configs/serve.yaml).")
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1; anything else needs API keys).")
@@ -23,7 +26,8 @@ import click
               help="The router's predictor.json from `srl-rlvr route eval` (default: the tiers' quality priors).")
 @click.option("--escalation-log", default=None, type=click.Path(dir_okay=False),
               help="JSONL file the cascade appends its escalations to (trajectory rows for distillation).")
-def serve_command(model: str | None, config_path: str | None, host: str | None, port: int | None,
+def serve_command(model: str | None, registry_uri: str | None, config_path: str | None, host: str | None,
+                  port: int | None,
                   backend: str | None, served_model_name: str | None, loras: tuple[str, ...],
                   route_config: str | None, predictor: str | None, escalation_log: str | None) -> None:
     """Serve a model (and LoRA adapters) over the OpenAI API.
@@ -31,6 +35,7 @@ def serve_command(model: str | None, config_path: str | None, host: str | None, 
     \b
     Example:
       srl-rlvr serve --model smollm2-135m --port 8000
+      srl-rlvr serve --model models:/demo-math@champion        # follows the registry alias
       srl-rlvr serve --model smollm2-135m --route-config configs/route-cpu.yaml \\
         --predictor out/route_eval/predictor.json --escalation-log out/escalations.jsonl
       curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
@@ -55,6 +60,11 @@ def serve_command(model: str | None, config_path: str | None, host: str | None, 
                              served_model_name=served_model_name)
     if adapters:
         settings = settings.model_copy(update={"lora_adapters": {**settings.lora_adapters, **adapters}})
+    if registry_uri:
+        settings = settings.model_copy(update={"registry": settings.registry.model_copy(update={"uri": registry_uri})})
+    from srl_rlvr.serving.registry_alias import resolve_settings
+
+    settings, registry_ref = resolve_settings(settings)  # models:/N@ALIAS -> the version's folder
     routing = {k: v for k, v in (("config", route_config), ("predictor", predictor),
                                  ("escalation_log", escalation_log)) if v is not None}
     if routing:
@@ -68,7 +78,7 @@ def serve_command(model: str | None, config_path: str | None, host: str | None, 
 
         resolve_model(settings.model)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, backend_obj)
+    app = create_app(settings, backend_obj, registry_ref=registry_ref)
     click.echo(f"serving '{settings.base_name}' ({settings.backend} backend) on "
                f"http://{settings.host}:{settings.port}/v1 — {notice}", err=True)
     if app.state.routing is not None:

@@ -6,7 +6,8 @@
 Stage settings come from ``--config`` (a pipeline YAML: its ``srl:``/``rlvr:``/``sft:`` and ``lora:``
 sections; default: the ``cpu`` tier) and ``--set`` (``max_steps=5`` means ``srl.max_steps=5`` here).
 Like the pipeline, a finished run with the same settings is skipped, ``--resume`` continues from the
-last checkpoint, and an unfinished run without ``--resume`` starts over.
+newest valid checkpoint, and an unfinished run without ``--resume`` starts over. Faults are handled as
+ops/failures.py says (exit 75: preempted, 74: disk full; both resume with ``--resume``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ _common = [
     click.option("--resume", is_flag=True, help="Continue from the last checkpoint-* in --out."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                  help="Override a stage field (max_steps=5) or a config key (lora.r=8); repeatable."),
+    click.option("--inject-fault", "inject_fault", default=None, metavar="KIND@STEP",
+                 help="Drill: raise a real fault once at optimiser step STEP; KIND is nan, oom, sigterm, enospc or "
+                      "kill (kill -9 in the middle of that step's checkpoint save). See docs/training.md."),
 ]
 
 
@@ -80,7 +84,7 @@ def train_group() -> None:
               help="SRL instance JSONL.")
 @common_options
 def train_srl_command(model: str | None, data_path: str, out_dir: str, config_path: str | None, resume: bool,
-                      overrides: tuple[str, ...]) -> None:
+                      overrides: tuple[str, ...], inject_fault: str | None) -> None:
     """SRL: GRPO with the step-similarity reward on SRL step instances.
 
     \b
@@ -90,7 +94,8 @@ def train_srl_command(model: str | None, data_path: str, out_dir: str, config_pa
     """
     from srl_rlvr.core.console import Ranks
     from srl_rlvr.core.io import file_digest
-    from srl_rlvr.ops.checkpoints import run_step
+    from srl_rlvr.ops.failures import FaultPlan
+    from srl_rlvr.ops.ledger import run_step
     from srl_rlvr.ops.tracking import tracking_args
     from srl_rlvr.training.stages import train_srl
 
@@ -101,9 +106,11 @@ def train_srl_command(model: str | None, data_path: str, out_dir: str, config_pa
 
     def work(resuming: bool) -> int:
         args = config.srl_args(out, **tracking_args(config, out, "srl"))
-        return train_srl(model, data_path, args, lora=config.lora, resume=resuming).global_step
+        return train_srl(model, data_path, args, lora=config.lora, resume=resuming, guard=guard).global_step
 
-    _report("srl", run_step("srl", out, payload, work, resume=resume, ranks=Ranks()), out)
+    guard = config.stage_guard("srl", FaultPlan.parse(inject_fault))
+    _report("srl", run_step("srl", out, payload, work, resume=resume, ranks=Ranks(), checkpoints=guard.checkpoints),
+            out)
 
 
 @train_group.command("rlvr")
@@ -113,7 +120,7 @@ def train_srl_command(model: str | None, data_path: str, out_dir: str, config_pa
               help="Trajectories with answers (any supported format).")
 @common_options
 def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path: str | None, resume: bool,
-                       overrides: tuple[str, ...]) -> None:
+                       overrides: tuple[str, ...], inject_fault: str | None) -> None:
     """RLVR: GRPO with a verifiable reward, continuing from a finished SRL stage's weights.
 
     \b
@@ -122,7 +129,8 @@ def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path
     """
     from srl_rlvr.core.console import Ranks
     from srl_rlvr.core.io import file_digest, folder_digest
-    from srl_rlvr.ops.checkpoints import NOT_MODEL_CONTENT, run_step
+    from srl_rlvr.ops.failures import FaultPlan
+    from srl_rlvr.ops.ledger import NOT_MODEL_CONTENT, run_step
     from srl_rlvr.ops.tracking import tracking_args
     from srl_rlvr.registry.manifest import STAGE_MANIFEST
     from srl_rlvr.training.stages import train_rlvr
@@ -138,9 +146,11 @@ def train_rlvr_command(init_from: str, data_path: str, out_dir: str, config_path
 
     def work(resuming: bool) -> int:
         args = config.rlvr_args(out, **tracking_args(config, out, "rlvr"))
-        return train_rlvr(init_from, data_path, args, resume=resuming).global_step
+        return train_rlvr(init_from, data_path, args, resume=resuming, guard=guard).global_step
 
-    _report("rlvr", run_step("rlvr", out, payload, work, resume=resume, ranks=Ranks()), out)
+    guard = config.stage_guard("rlvr", FaultPlan.parse(inject_fault))
+    _report("rlvr", run_step("rlvr", out, payload, work, resume=resume, ranks=Ranks(),
+                             checkpoints=guard.checkpoints), out)
 
 
 def _sft_available() -> bool:
@@ -155,7 +165,7 @@ if _sft_available():
                   help="Trajectories (any supported format).")
     @common_options
     def train_sft_command(model: str | None, data_path: str, out_dir: str, config_path: str | None, resume: bool,
-                          overrides: tuple[str, ...]) -> None:
+                          overrides: tuple[str, ...], inject_fault: str | None) -> None:
         """SFT baseline: supervised fine-tuning on the expert trajectories.
 
         \b
@@ -164,7 +174,8 @@ if _sft_available():
         """
         from srl_rlvr.core.console import Ranks
         from srl_rlvr.core.io import file_digest
-        from srl_rlvr.ops.checkpoints import run_step
+        from srl_rlvr.ops.failures import FaultPlan
+        from srl_rlvr.ops.ledger import run_step
         from srl_rlvr.ops.tracking import tracking_args
         from srl_rlvr.training.sft import train_sft
 
@@ -173,13 +184,13 @@ if _sft_available():
         out = Path(out_dir)
         payload = {"model": model, "sft": config.sft, "lora": config.lora, "data": file_digest(data_path)}
 
-        def work(_resuming: bool) -> int | None:
+        def work(resuming: bool) -> int | None:
             from srl_rlvr.registry.manifest import read_manifest
 
             args = config.sft_args(out, **tracking_args(config, out, "sft"))
-            final = train_sft(model, data_path, out, args, lora=config.lora)
+            final = train_sft(model, data_path, out, args, lora=config.lora, resume=resuming, guard=guard)
             return (read_manifest(Path(final)) or {}).get("global_step")
 
-        if resume:
-            click.echo("note: train sft does not resume; starting over", err=True)
-        _report("sft", run_step("sft", out, payload, work, resumable=False, ranks=Ranks()), out)
+        guard = config.stage_guard("sft", FaultPlan.parse(inject_fault))
+        _report("sft", run_step("sft", out, payload, work, resume=resume, ranks=Ranks(),
+                                checkpoints=guard.checkpoints), out)

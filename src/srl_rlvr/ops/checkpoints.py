@@ -1,13 +1,19 @@
-"""The stage ledger: skip what is done, rerun what changed, resume what was cut short.
+"""The checkpoint manager: a checkpoint is whole and checked, or it is not used.
 
-    srl-rlvr run configs/demo-cpu.yaml --out out/demo --resume     # continues each stage's last checkpoint-*
+    srl-rlvr checkpoints list runs/srl          # every checkpoint-N, valid or why not
+    srl-rlvr checkpoints verify runs/srl        # exit 1 naming the first bad file
 
-A stage folder records ``_STARTED.json`` (the config hash of the run in progress) when it starts and
-``_DONE.json`` (hash, seconds, global step) when it finishes. :func:`run_step` skips a stage whose
-``_DONE.json`` has the same hash and whose artifact exists, reruns it when the hash differs (naming the keys
-that changed), and with ``resume`` continues from the last *complete* ``checkpoint-*`` (the HF Trainer
-writes ``trainer_state.json`` last) of a run with the same hash. A folder that does not look like a stage
-folder is never wiped.
+A save goes to ``OUT/.staging/checkpoint-N``, is renamed to ``OUT/checkpoint-N`` (one atomic rename on
+the same filesystem) and gets its ``COMPLETE`` marker last: a JSON file with the sha256 and size of every
+other file, the global step, the stage's config hash and the step's logged metrics. A kill at any moment
+leaves either a staging folder or an unmarked one, never a checkpoint that looks finished.
+
+:func:`verify_checkpoint` accepts a checkpoint only when its marker exists and parses, every listed file
+exists with its recorded size and hash and no file is unlisted, every safetensors header parses and
+every tensor is finite, and the step in the folder name, the marker and ``trainer_state.json`` agree.
+Resume (and the ledger's choice of what to continue) takes the newest checkpoint that passes, printing
+why each newer one was skipped. :func:`rotate` keeps the newest ``keep`` valid checkpoints, never the
+newest valid one nor the best by ``best_metric``, and removes invalid ones older than the newest valid.
 """
 
 from __future__ import annotations
@@ -15,174 +21,282 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srl_rlvr.core.console import SINGLE, Ranks, say
-from srl_rlvr.core.io import folder_digest, read_json, write_json
-from srl_rlvr.errors import UserInputError
-from srl_rlvr.registry.manifest import FINAL
+from srl_rlvr.core.console import say
+from srl_rlvr.core.io import read_json
 
-DONE = "_DONE.json"
-STARTED = "_STARTED.json"  # hash of the run in progress, so --resume never continues a different config
-# Left out of a final's digest: the pickled TrainingArguments carry a timestamped logging_dir, not the model.
-NOT_MODEL_CONTENT = ("training_args.bin",)
-
-
-def config_hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def describe_change(old: Any, new: Any, limit: int = 4) -> str:
-    """'rlvr.max_steps: 2 -> 3' for the keys that differ between two hashed payloads."""
-    a, b = _flatten(old or {}), _flatten(new)
-    changed = [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
-               for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if not changed:
-        return "config changed"
-    more = f" (+{len(changed) - limit} more)" if len(changed) > limit else ""
-    return "; ".join(changed[:limit]) + more
-
-
-def complete_checkpoints(out: Path) -> list[Path]:
-    """checkpoint-N folders that were fully written (HF Trainer saves trainer_state.json last)."""
-    found = []
-    for path in out.glob("checkpoint-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if path.is_dir() and suffix.isdigit() and read_json(path / "trainer_state.json") is not None:
-            found.append(path)
-    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-
-
-def _remove_incomplete_checkpoints(out: Path) -> None:
-    complete = set(complete_checkpoints(out))
-    for path in out.glob("checkpoint-*"):
-        if path.is_dir() and path not in complete:
-            say(f"  removing incomplete {path.name} (killed while saving)")
-            shutil.rmtree(path)
-
-
-# What a stage folder may hold; anything else means --out points somewhere we must not wipe.
-STAGE_FOLDER_ITEMS = {FINAL, "log_history.json", "README.md", "runs", "mlruns", DONE, STARTED, "metrics.json",
-                      "predictions.jsonl", "eval_run.json"}
-
-
-def _owned(out: Path) -> bool:
-    if (out / STARTED).exists() or (out / DONE).exists():
-        return True
-    return all(p.name in STAGE_FOLDER_ITEMS or p.name.startswith(("checkpoint-", ".")) for p in out.iterdir())
-
-
-def _clean(out: Path) -> None:
-    if out.exists():
-        if not _owned(out):
-            raise UserInputError(f"{out} is not empty and does not look like an srl-rlvr stage folder; "
-                                 "refusing to clean it (choose a new or empty --out)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+COMPLETE = "COMPLETE"
+STAGING = ".staging"
+PREFIX = "checkpoint-"
+MARKER_FORMAT = 1
+MARKER_TMP = f".{COMPLETE}.tmp"  # the marker before its atomic rename
+TRAINER_STATE = "trainer_state.json"
 
 
 @dataclass
-class StepOutcome:
-    name: str
-    skipped: bool
-    seconds: float
-    global_step: int | None = None
-    resumed_from: str | None = None
-    config_hash: str = ""
+class CheckpointSettings:
+    """The pipeline YAML's ``checkpoints:`` section (also read by ``srl-rlvr train``)."""
+
+    keep: int | None = field(default=None, metadata={
+        "help": "Newest valid checkpoints to keep; None means the stage's save_total_limit (None there: all)."})
+    best_metric: str | None = field(default=None, metadata={
+        "help": "A logged training metric (e.g. 'reward'); the checkpoint best by it is never rotated away."})
+    greater_is_better: bool = field(default=True, metadata={"help": "Direction of best_metric."})
+    remote: str | None = field(default=None, metadata={
+        "help": "s3://bucket/prefix: upload each completed checkpoint there (the stage folder's name is "
+                "appended); --resume downloads the newest valid one when none is valid locally."})
+    endpoint_url: str | None = field(default=None, metadata={
+        "help": "S3 endpoint (a moto server, MinIO); default: boto3's own (AWS_ENDPOINT_URL or AWS)."})
+    check_finite: bool = field(default=True, metadata={
+        "help": "Verify that every saved tensor is finite (reads the weights once per checkpoint)."})
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.keep < 1:
+            raise ValueError(f"checkpoints.keep must be >= 1 (or null: the stage's save_total_limit), got {self.keep}")
+        if self.remote is not None and not self.remote.startswith("s3://"):
+            raise ValueError(f"checkpoints.remote must be an s3://bucket/prefix URL, got {self.remote!r}")
 
 
-def run_step(name: str, out: Path, payload: dict[str, Any], work: Callable[[bool], int | None], *,
-             resume: bool = False, artifact: str = FINAL, resumable: bool = True,
-             ranks: Ranks = SINGLE) -> StepOutcome:
-    """Run ``work(resuming) -> global_step`` in ``out`` unless a finished run with the same config is there.
+@dataclass
+class CheckpointStatus:
+    path: Path
+    step: int
+    reason: str | None  # None: valid
+    marker: dict[str, Any] | None = None
 
-    ``artifact`` must exist in ``out`` for a finished run to count (a deleted final re-runs the stage).
-    With several ``ranks`` every rank runs ``work``; the main one alone cleans and writes the bookkeeping.
-    """
-    digest = config_hash(payload)
-    done = read_json(out / DONE)  # every rank reads the same files, so every rank decides the same
-    if done is not None and done.get("config_hash") == digest and (out / artifact).exists():
-        say(f"skip {name}: done ({done.get('finished_at', '?')})")
-        return StepOutcome(name, True, float(done.get("seconds", 0.0)), done.get("global_step"), None, digest)
-    if ranks.is_main:
-        if done is not None:
-            why = (describe_change(done.get("config"), payload) if done.get("config_hash") != digest
-                   else f"{out / artifact} is missing")
-            say(f"rerun {name}: {why}")
-            _clean(out)
-        resuming = _prepare_folder(name, out, payload, resume and resumable)
-        write_json(out / STARTED, {"config_hash": digest, "config": payload, "started_at": _now(),
-                                   "resume_from": resuming})
-    ranks.barrier()
-    if not ranks.is_main:
-        resuming = (read_json(out / STARTED) or {}).get("resume_from")
-    started = time.perf_counter()
-    global_step = work(resuming is not None)
-    seconds = time.perf_counter() - started
-    if ranks.is_main:
-        done = {"stage": name, "finished_at": _now(), "global_step": global_step, "config_hash": digest,
-                "seconds": round(seconds, 2), "resumed_from": resuming, "config": payload}
-        if (out / artifact).is_dir():  # a model folder: what downstream stages key on (upstream_identity)
-            done["artifact_digest"] = folder_digest(out / artifact, NOT_MODEL_CONTENT)
-        write_json(out / DONE, done)
-        (out / STARTED).unlink(missing_ok=True)
-    ranks.barrier()  # the next stage's hash reads this _DONE.json on every rank
-    return StepOutcome(name, False, seconds, global_step, resuming, digest)
+    @property
+    def valid(self) -> bool:
+        return self.reason is None
 
 
-def upstream_identity(stage_dir: Path) -> str | None:
-    """What a downstream stage keys on: the digest of the finished stage's weights (``final/``), recorded in
-    its ``_DONE.json``, so a retrained upstream reruns what depends on it even with an unchanged config.
-    None when the stage has not finished."""
-    done = read_json(stage_dir / DONE)
-    if done is None:
+def checkpoint_step(path: Path) -> int | None:
+    name = path.name
+    if not name.startswith(PREFIX) or not name[len(PREFIX):].isdigit():
         return None
-    if done.get("artifact_digest"):
-        return str(done["artifact_digest"])
-    final = stage_dir / FINAL  # a _DONE.json from before digests were recorded: digest the folder itself
-    return folder_digest(final, NOT_MODEL_CONTENT) if final.is_dir() else None
+    return int(name[len(PREFIX):])
 
 
-def _prepare_folder(name: str, out: Path, payload: dict[str, Any], resume: bool) -> str | None:
-    """Make ``out`` ready for a fresh or resumed run; return the checkpoint name resumed from, if any."""
-    digest = config_hash(payload)
-    if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        return None
-    checkpoints = complete_checkpoints(out)
-    started = read_json(out / STARTED) or {}
-    if resume and checkpoints and started.get("config_hash") == digest:
-        _remove_incomplete_checkpoints(out)
-        if (out / FINAL).exists():  # a final without _DONE.json was cut short while saving
-            shutil.rmtree(out / FINAL)
-        say(f"resume {name} from {checkpoints[-1].name}")
-        return checkpoints[-1].name
-    if resume and checkpoints:
-        say(f"{name}: config changed since the interrupted run ({describe_change(started.get('config'), payload)}); "
-            f"starting over in {out}")
-    elif resume:
-        say(f"{name}: no complete checkpoint to resume from; starting over in {out}")
-    else:
-        hint = f" (pass --resume to continue from {checkpoints[-1].name})" if checkpoints else ""
-        say(f"{name}: unfinished run found; starting over, cleaning {out}{hint}")
-    _clean(out)
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """``checkpoint-N`` folders in ``out`` (staging excluded), oldest first."""
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` but the marker: relative path → sha256 and size."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and rel not in (COMPLETE, MARKER_TMP):
+            files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return files
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush file contents before the rename that publishes them (a crash must not publish empty files)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def write_marker(folder: Path, step: int, config_hash: str, metrics: dict[str, Any] | None = None) -> dict:
+    marker = {"format": MARKER_FORMAT, "global_step": step, "config_hash": config_hash,
+              "metrics": metrics or {}, "files": file_manifest(folder),
+              "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    tmp = folder / MARKER_TMP
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(marker, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / COMPLETE)
+    _fsync_dir(folder)
+    return marker
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def staging_dir(out: Path) -> Path:
+    return out / STAGING
+
+
+def commit(staged: Path, out: Path, config_hash: str, metrics: dict[str, Any] | None = None) -> Path:
+    """Publish a fully written staging folder as ``out/checkpoint-N``: fsync, rename, then the marker."""
+    step = checkpoint_step(staged)
+    if step is None:
+        raise ValueError(f"{staged} is not named checkpoint-N")
+    _fsync_tree(staged)
+    target = out / staged.name
+    if target.exists():  # an older save of the same step (an invalid one, or one before a rollback)
+        shutil.rmtree(target)
+    os.replace(staged, target)
+    if staged.parent.name == STAGING:
+        try:
+            staged.parent.rmdir()  # empty now; a staging folder left behind means a save was cut short
+        except OSError:
+            pass
+    _fsync_dir(out)
+    write_marker(target, step, config_hash, metrics)
+    return target
+
+
+def clear_staging(out: Path) -> None:
+    staging = staging_dir(out)
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- validation --------------------------------------------------------------------------------------
+def _tensor_problem(path: Path, check_finite: bool) -> str | None:
+    """A reason if a safetensors file's header does not parse or one of its tensors is not finite."""
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+            if not check_finite:
+                return None
+            for key in keys:
+                tensor = handle.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return f"{path.name}: tensor {key!r} holds NaN or Inf"
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        return f"{path.name}: unreadable safetensors ({exc})"
     return None
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def verify_checkpoint(folder: Path, *, check_finite: bool = True, config_hash: str | None = None) -> str | None:
+    """None when ``folder`` is a valid checkpoint, else why not (naming the file)."""
+    step = checkpoint_step(folder)
+    if step is None:
+        return f"{folder.name} is not named checkpoint-N"
+    marker_path = folder / COMPLETE
+    if not marker_path.is_file():
+        return f"{COMPLETE} marker missing (the save did not finish)"
+    try:
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        files = marker["files"]
+        marked_step = int(marker["global_step"])
+        if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+            raise TypeError("'files' must map each path to its sha256 and size")
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{COMPLETE}: unreadable marker ({exc})"
+    if marked_step != step:
+        return f"{COMPLETE} says step {marked_step}, the folder says {step}"
+    if config_hash is not None and marker.get("config_hash") != config_hash:
+        return f"saved by a different config (hash {marker.get('config_hash')}, this run {config_hash})"
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {COMPLETE}
+    for rel, entry in files.items():
+        path = folder / rel
+        if rel not in present:
+            return f"{rel}: missing"
+        if path.stat().st_size != entry.get("size"):
+            return f"{rel}: size {path.stat().st_size} != recorded {entry.get('size')} (truncated or rewritten)"
+        if sha256_file(path) != entry.get("sha256"):
+            return f"{rel}: sha256 mismatch (corrupted)"
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        return f"{unlisted[0]}: not in the {COMPLETE} manifest (written after the save)"
+    state = read_json(folder / TRAINER_STATE)
+    if state is None:
+        return f"{TRAINER_STATE}: missing or unreadable"
+    if not isinstance(state, dict) or state.get("global_step") != step:
+        said = state.get("global_step") if isinstance(state, dict) else state
+        return f"{TRAINER_STATE} says step {said!r}, the folder says {step}"
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = _tensor_problem(path, check_finite)
+        if problem:
+            return problem
+    return None
+
+
+def scan(out: Path, *, check_finite: bool = True, config_hash: str | None = None) -> list[CheckpointStatus]:
+    statuses = []
+    for path in checkpoint_dirs(out):
+        reason = verify_checkpoint(path, check_finite=check_finite, config_hash=config_hash)
+        statuses.append(CheckpointStatus(path, checkpoint_step(path) or 0, reason,
+                                         read_json(path / COMPLETE) if reason is None else None))
+    return statuses
+
+
+def newest_valid(out: Path, *, check_finite: bool = True, config_hash: str | None = None,
+                 announce: bool = True) -> Path | None:
+    """The newest valid checkpoint in ``out``; each newer invalid one is named with its reason.
+    Checks newest first and stops at the first valid one (hashing every checkpoint would be wasted)."""
+    for path in reversed(checkpoint_dirs(out)):
+        reason = verify_checkpoint(path, check_finite=check_finite, config_hash=config_hash)
+        if reason is None:
+            return path
+        if announce:
+            say(f"  skipping {path.name}: {reason}")
+    return None
+
+
+def _best(statuses: list[CheckpointStatus], metric: str | None, greater: bool) -> Path | None:
+    def value(status: CheckpointStatus) -> float | None:
+        found = ((status.marker or {}).get("metrics") or {}).get(metric)
+        return float(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+
+    scored = [(value(s), s.step, s.path) for s in statuses if s.valid and value(s) is not None]
+    if not scored:
+        return None
+    pick = max if greater else min
+    return pick(scored, key=lambda t: (t[0], t[1]))[2]
+
+
+def rotate(out: Path, keep: int | None, best_metric: str | None = None, greater_is_better: bool = True,
+           check_finite: bool = False) -> list[Path]:
+    """Delete old checkpoints; return what was deleted.
+
+    Kept: the newest ``keep`` valid ones (all when ``keep`` is None), always the newest valid one, the best
+    by ``best_metric``, and anything newer than the newest valid one (a save may be in progress, and an
+    invalid newer checkpoint is evidence for ``checkpoints verify``). Hashes are checked again here, so a
+    checkpoint corrupted since its save never counts as the one to keep.
+    """
+    statuses = scan(out, check_finite=check_finite)
+    valid = [s for s in statuses if s.valid]
+    if not valid:
+        return []
+    newest = valid[-1]
+    protected = {s.path for s in valid[-keep:]} if keep else {s.path for s in valid}
+    protected.add(newest.path)
+    best = _best(statuses, best_metric, greater_is_better)
+    if best is not None:
+        protected.add(best)
+    removed = []
+    for status in statuses:
+        if status.path in protected or status.step > newest.step:
+            continue
+        shutil.rmtree(status.path, ignore_errors=True)
+        removed.append(status.path)
+        if not status.valid:
+            say(f"  removed invalid {status.path.name}: {status.reason}")
+    return removed

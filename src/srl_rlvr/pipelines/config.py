@@ -14,6 +14,9 @@ Schema (a tier file under ``src/srl_rlvr/tiers/`` has the same schema)::
     lora: null                 # or peft LoraConfig fields (r, lora_alpha, target_modules, ...)
     eval: {...}                # EvalConfig fields, plus models: [base, srl, srl_rlvr]
     tracking: {mlflow: true, tracking_uri: null, experiment: srl-rlvr}
+    checkpoints: {keep: null, best_metric: null, remote: null}   # ops.checkpoints.CheckpointSettings
+    failures: {nan_retries: 3, lr_factor: 0.5, oom_retries: 2}   # ops.failures.FailurePolicy
+    registry: {enabled: true, uri: null, name: null, promote: null}   # pipelines.register.RegistrySection
     hardware: {...}            # free-form tier facts (gpus, nodes, accelerate_config, ...)
     throughput: {...}          # free-form tier figures for the run-time estimator
 
@@ -126,6 +129,9 @@ class PipelineConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     hardware: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # ops.checkpoints.CheckpointSettings fields
+    failures: dict[str, Any] = field(default_factory=dict)  # ops.failures.FailurePolicy fields
+    registry: dict[str, Any] = field(default_factory=dict)  # pipelines.register.RegistrySection fields
     source: str | None = None  # the YAML file it was loaded from
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # merged YAML (paths resolved)
 
@@ -143,6 +149,21 @@ class PipelineConfig:
         from trl import SFTConfig
 
         return _build("sft", SFTConfig, {**self.sft, **extra, "output_dir": str(output_dir)})
+
+    def stage_guard(self, stage: str, fault: Any = None) -> Any:
+        """The fault-handling settings of one training stage (``training.resilience.StageGuard``).
+        Not part of any stage hash: they change how a run survives faults, not what it trains."""
+        from srl_rlvr.ops.checkpoints import CheckpointSettings
+        from srl_rlvr.ops.failures import FailurePolicy
+        from srl_rlvr.training.resilience import StageGuard
+
+        return StageGuard(stage, checkpoints=_build("checkpoints", CheckpointSettings, self.checkpoints),
+                          failures=_build("failures", FailurePolicy, self.failures), fault=fault)
+
+    def registry_section(self) -> Any:
+        from srl_rlvr.pipelines.register import RegistrySection
+
+        return _build("registry", RegistrySection, self.registry)
 
     def to_dict(self) -> dict[str, Any]:
         """The merged config as YAML-shaped data (what the report and the stage hashes record)."""
@@ -170,6 +191,12 @@ def _stage_class(section: str) -> type:
         from peft import LoraConfig as cls
     elif section == "eval":
         from srl_rlvr.eval.harness import EvalConfig as cls
+    elif section == "checkpoints":
+        from srl_rlvr.ops.checkpoints import CheckpointSettings as cls
+    elif section == "failures":
+        from srl_rlvr.ops.failures import FailurePolicy as cls
+    elif section == "registry":
+        from srl_rlvr.pipelines.register import RegistrySection as cls
     else:
         raise KeyError(section)
     return cls
@@ -178,14 +205,16 @@ def _stage_class(section: str) -> type:
 TOP_LEVEL: dict[str, Any] = {
     "tier": str | None, "model": str, "data": dict, "stages": list[str], "srl": dict | None, "rlvr": dict | None,
     "sft": dict | None, "lora": dict | None, "eval": dict | None, "tracking": dict | None, "hardware": dict | None,
-    "throughput": dict | None,
+    "throughput": dict | None, "checkpoints": dict | None, "failures": dict | None,
+    "registry": dict | None,
     # `srl-rlvr compare` settings, checked by srl_rlvr.pipelines.compare.run; `run` ignores them
     "compare": dict | None,
 }
 
 
 # Sections where null means "nothing to set here" (unlike lora, where null means "no LoRA").
-_EMPTY_MEANS_NOTHING = ("srl", "rlvr", "sft", "eval", "tracking", "hardware", "throughput")
+_EMPTY_MEANS_NOTHING = ("srl", "rlvr", "sft", "eval", "tracking", "hardware", "throughput", "checkpoints",
+                        "failures", "registry")
 
 
 def _section_schema(section: str) -> dict[str, Any]:
@@ -225,7 +254,8 @@ def check_source(raw: Any, where: str) -> dict[str, Any]:
     for section in _EMPTY_MEANS_NOTHING:  # a bare "srl:" line sets nothing; it must not wipe the tier's section
         if section in raw and raw[section] is None:
             del raw[section]
-    for section in ("data", "tracking", "srl", "rlvr", "sft", "lora", "eval"):
+    for section in ("data", "tracking", "srl", "rlvr", "sft", "lora", "eval", "checkpoints", "failures",
+                    "registry"):
         if isinstance(raw.get(section), dict):
             _check_keys(raw[section], _section_schema(section), where, section)
     demo = (raw.get("data") or {}).get("demo")
@@ -336,6 +366,9 @@ def _from_dict(raw: dict[str, Any], source: str | None) -> PipelineConfig:
         tracking=TrackingConfig(**(raw.get("tracking") or {})),
         hardware=dict(raw.get("hardware") or {}),
         throughput=dict(raw.get("throughput") or {}),
+        checkpoints=dict(raw.get("checkpoints") or {}),
+        failures=dict(raw.get("failures") or {}),
+        registry=dict(raw.get("registry") or {}),
         source=source,
         raw=raw,
     )

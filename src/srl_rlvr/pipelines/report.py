@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from srl_rlvr.eval import summary
+from srl_rlvr.ops.failures import collect_recoveries
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST
 
 WINDOW = 10
@@ -100,6 +101,9 @@ def collect(out_dir: Path, config: Any, timings: dict[str, float]) -> dict[str, 
         "eval_summary": summaries,
         "config": config.to_dict(),
         "timings_s": dict(timings),
+        # every fault the stages survived (ops/failures.py): NaN rollbacks, batch halvings, preemptions
+        "recoveries": collect_recoveries([out_dir / stage for stage in TRAINING_STAGES]),
+        "registry": _read_json(out_dir / "registry.json"),  # versions registered, the promotion decision
     }
 
 
@@ -202,9 +206,35 @@ def render_markdown(report: dict[str, Any], command: str, plots: dict[str, bool]
         lines += ["![accuracy by model](accuracy.png)", ""]
     if not any(plots.values()) and (report["stages"] or report["eval"]):
         lines += ["(Plots skipped: matplotlib is not installed.)", ""]
+    if report.get("registry"):
+        lines += registry_section(report["registry"])
+    if report.get("recoveries"):
+        lines += ["## Recoveries", "", "| stage | step | fault | what was done |", "|---|---|---|---|"]
+        lines += [f"| {r.get('stage', '')} | {r['step']} | {r['reason']} | {r['action']} |"
+                  for r in report["recoveries"]]
+        lines.append("")
     lines += ["## Timings", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.1f} |" for name, secs in report["timings_s"].items()]
     return "\n".join(lines) + "\n"
+
+
+def registry_section(registry: dict[str, Any]) -> list[str]:
+    lines = ["## Model registry", "", f"Registered as `{registry['name']}` in `{registry['uri']}` "
+             f"(eval set: {registry.get('eval_set')}; audit log `{registry.get('audit_log')}`).", "",
+             "| model | version | status | aliases | greedy accuracy |", "|---|---|---|---|---|"]
+    for label, v in registry.get("versions", {}).items():
+        acc = f"{v['greedy_accuracy']:.3f}" if isinstance(v.get("greedy_accuracy"), (int, float)) else "n/a"
+        aliases = ", ".join(f"@{a}" for a in v.get("aliases") or []) or "-"
+        lines.append(f"| {label} | {v['version']} | {v['status']} | {aliases} | {acc} |")
+    promotion = registry.get("promotion")
+    if promotion:
+        verdict = "promoted" if promotion["passed"] else "not promoted"
+        lines += ["", f"Promotion of {promotion['label']} (version {promotion['version']}) to "
+                      f"@{promotion['alias']}: **{verdict}**. {promotion['summary']}"]
+    holder = (registry.get("alias_holder") or {})
+    lines += ["", f"@{holder.get('alias', 'champion')} is now held by "
+                  f"{'version ' + str(holder['version']) if holder.get('version') else 'no version'}.", ""]
+    return lines
 
 
 def _ci(m: dict[str, Any]) -> str:

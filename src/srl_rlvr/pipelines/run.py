@@ -34,7 +34,8 @@ import yaml
 from srl_rlvr.core.console import Ranks, rule, say
 from srl_rlvr.core.io import link_or_copy, read_json
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops.checkpoints import DONE, StepOutcome, config_hash, run_step, upstream_identity
+from srl_rlvr.ops.failures import FaultPlan
+from srl_rlvr.ops.ledger import DONE, StepOutcome, config_hash, run_step, upstream_identity
 from srl_rlvr.ops.tracking import tracking_args
 from srl_rlvr.pipelines.config import PipelineConfig
 from srl_rlvr.pipelines.data import DataFiles, prepare_data, read_trajectories
@@ -52,18 +53,22 @@ def rlvr_source_stage(config: PipelineConfig) -> str:
     return sources[-1] if sources else "srl"
 
 
-def _run_srl(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
+def _run_srl(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks,
+             fault: FaultPlan | None = None) -> StepOutcome:
     out = out_dir / "srl"
     payload = {"model": config.model, "srl": config.srl, "lora": config.lora, "data": data.digests["srl_train.jsonl"]}
 
     def work(resuming: bool) -> int:
         args = config.srl_args(out, **tracking_args(config, out_dir, "srl"))
-        return train_srl(config.model, data.srl_train, args, lora=config.lora, resume=resuming).global_step
+        return train_srl(config.model, data.srl_train, args, lora=config.lora, resume=resuming,
+                         guard=guard).global_step
 
-    return run_step("srl", out, payload, work, resume=resume, ranks=ranks)
+    guard = config.stage_guard("srl", fault)
+    return run_step("srl", out, payload, work, resume=resume, ranks=ranks, checkpoints=guard.checkpoints)
 
 
-def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
+def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks,
+              fault: FaultPlan | None = None) -> StepOutcome:
     source = rlvr_source_stage(config)
     init_from = out_dir / source / FINAL
     out = out_dir / "rlvr"
@@ -76,9 +81,10 @@ def _run_rlvr(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bo
 
     def work(resuming: bool) -> int:
         args = config.rlvr_args(out, **tracking_args(config, out_dir, "rlvr"))
-        return train_rlvr(init_from, data.train, args, resume=resuming).global_step
+        return train_rlvr(init_from, data.train, args, resume=resuming, guard=guard).global_step
 
-    return run_step("rlvr", out, payload, work, resume=resume, ranks=ranks)
+    guard = config.stage_guard("rlvr", fault)
+    return run_step("rlvr", out, payload, work, resume=resume, ranks=ranks, checkpoints=guard.checkpoints)
 
 
 def _same(out: Path, payload: dict[str, Any]) -> bool:
@@ -86,7 +92,8 @@ def _same(out: Path, payload: dict[str, Any]) -> bool:
     return done.get("config_hash") == config_hash(payload) and (out / FINAL).exists()
 
 
-def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks) -> StepOutcome:
+def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: bool, ranks: Ranks,
+             fault: FaultPlan | None = None) -> StepOutcome:
     try:
         from srl_rlvr.training.sft import train_sft
     except ImportError:
@@ -97,10 +104,11 @@ def _run_sft(config: PipelineConfig, out_dir: Path, data: DataFiles, resume: boo
 
     def work(resuming: bool) -> int | None:
         args = config.sft_args(out, **tracking_args(config, out_dir, "sft"))
-        final = train_sft(config.model, data.train, out, args, lora=config.lora)
+        final = train_sft(config.model, data.train, out, args, lora=config.lora, resume=resuming, guard=guard)
         return (read_json(Path(final) / STAGE_MANIFEST) or {}).get("global_step")
 
-    return run_step("sft", out, payload, work, resume=False, resumable=False, ranks=ranks)
+    guard = config.stage_guard("sft", fault)
+    return run_step("sft", out, payload, work, resume=resume, ranks=ranks, checkpoints=guard.checkpoints)
 
 
 def eval_model_path(config: PipelineConfig, out_dir: Path, label: str) -> str:
@@ -183,8 +191,10 @@ def _selected(config: PipelineConfig, only: list[str] | None) -> list[str]:
 
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, resume: bool = False, only: list[str] | None = None,
-                 command: str | None = None) -> dict[str, Any]:
+                 command: str | None = None, fault: FaultPlan | None = None) -> dict[str, Any]:
     """Run the configured stages into ``out_dir``; write and return the report (``OUT/report.json``).
+
+    ``fault`` (``--inject-fault KIND@STEP``) fires once, in the first training stage that reaches STEP.
 
     In a distributed launch only the main process returns the report; the others return ``{}``.
     """
@@ -210,7 +220,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, resume: bool = Fal
         if stage == "eval":
             outcome = _run_eval(config, out, data, ranks)
         else:
-            outcome = STAGE_RUNNERS[stage](config, out, data, resume, ranks)
+            outcome = STAGE_RUNNERS[stage](config, out, data, resume, ranks, fault)
         timings[stage] = round(outcome.seconds, 2)
         if not outcome.skipped:
             step = f", global step {outcome.global_step}" if outcome.global_step is not None else ""
@@ -220,6 +230,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, resume: bool = Fal
         return {}  # the report is the main process's job
     rule("report")
     models = publish_models(out)
+    if "eval" in stages:  # register what was evaluated (pipelines/register.py); the report shows it
+        from srl_rlvr.pipelines.register import register_run
+
+        base = eval_model_path(config, out, "base") if "base" in config.eval.models else None
+        register_run(config, out, models, base)
     result = report.write_report(out, config, timings=timings, command=command, models=models)
     say(f"report: {out / 'report.md'}")
     for label, path in models.items():

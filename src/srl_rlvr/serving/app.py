@@ -104,10 +104,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
 
 
-def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastAPI:
+def create_app(settings: ServeSettings, backend: Backend | None = None, registry_ref: Any = None) -> FastAPI:
     """The app for ``settings``; ``backend`` defaults to the one ``settings.backend`` names. The backend is
-    started (model loaded, adapters in ``lora_adapters`` loaded) when the app starts, and closed with it."""
+    started (model loaded, adapters in ``lora_adapters`` loaded) when the app starts, and closed with it.
+
+    A ``models:/N@ALIAS`` model is resolved through the registry and followed as the alias moves
+    (``serving/registry_alias.py``); ``registry_ref`` is that resolution when the caller already did it."""
+    from srl_rlvr.serving.registry_alias import SCHEME, AliasWatcher, resolve_settings
+
+    if settings.model.startswith(SCHEME) or any(p.startswith(SCHEME) for p in settings.lora_adapters.values()):
+        settings, registry_ref = resolve_settings(settings)
     catalog = ModelCatalog(settings, [backend if backend is not None else build_backend(settings)])
+    if registry_ref is not None:
+        catalog.backends[0].registry = registry_ref.card()
+    watcher = AliasWatcher(settings, catalog, registry_ref) if registry_ref is not None else None
     metrics = ServingMetrics(catalog.load_snapshot)
     routing = None
     if settings.routing.config:  # router-<name>-<threshold> and cascade-<name> as model names
@@ -119,9 +129,13 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await catalog.start()
+        if watcher is not None:
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             if routing is not None:
                 await routing.close()
             await catalog.close()
@@ -129,6 +143,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     app = FastAPI(title="srl-rlvr", summary="OpenAI-compatible serving with LoRA hot-swap", lifespan=lifespan)
     app.state.settings, app.state.catalog, app.state.metrics = settings, catalog, metrics
     app.state.routing = routing
+    app.state.registry_watcher = watcher
     _install_error_handlers(app)
     for module in (chat, completions, models, adapters, health):
         app.include_router(module.router)

@@ -77,6 +77,28 @@ class ModelCatalog:
     def add_virtual(self, source: VirtualModelSource) -> None:
         self._virtual.append(source)
 
+    async def replace_backend(self, old: Backend, new: Backend, grace_s: float = 1.0, drain_s: float = 600.0) -> None:
+        """Serve ``new`` where ``old`` served, with no failed request: start ``new`` (and the adapters ``old``
+        had) while ``old`` still answers, swap in one step on the event loop, then close ``old`` once what it
+        started is finished (``grace_s`` covers a request that picked ``old`` but has not queued yet)."""
+        import asyncio
+
+        self._check_think_settings(new)
+        await new.start()
+        self._think[(id(new), None)] = self._think_format(new, new.model_root)
+        for name, info in old.adapters().items():
+            await new.load_adapter(name, info.path)
+            self._think[(id(new), name)] = self._think_format(new, info.path)
+        self.backends[self.backends.index(old)] = new  # from here on every new request resolves to ``new``
+        await asyncio.sleep(grace_s)
+        waited = 0.0
+        while any(r or w for r, w in old.load_snapshot().values()) and waited < drain_s:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        await old.close()
+        for key in [k for k in self._think if k[0] == id(old)]:
+            del self._think[key]
+
     # --- resolution --------------------------------------------------------------------------------
     def target(self, name: str) -> Target:
         for backend in self.backends:
@@ -105,7 +127,10 @@ class ModelCatalog:
     def cards(self) -> list[dict[str, Any]]:
         cards = []
         for backend in self.backends:
-            cards.append(_card(backend.served_name, backend.created, backend.model_root, None, backend.max_model_len))
+            card = _card(backend.served_name, backend.created, backend.model_root, None, backend.max_model_len)
+            if getattr(backend, "registry", None):  # served from the model registry: name, version, alias
+                card["registry"] = dict(backend.registry)
+            cards.append(card)
             for info in backend.adapters().values():
                 cards.append(_card(info.name, info.created, info.path, backend.served_name, backend.max_model_len))
         for source in self._virtual:

@@ -75,6 +75,9 @@ class OpenAIUpstreamSettings(_Section):
     model: str | None = Field(None, description="Upstream model name (default: the served name).")
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the upstream key.")
     timeout_s: float = Field(300.0, gt=0)
+    retries: int = Field(2, ge=0, description="Retries of a transient failure (connection, timeout, 429, 5xx) "
+                                               "before the response starts.")
+    backoff_s: float = Field(0.5, gt=0, description="First retry delay in seconds; doubles each retry.")
 
 
 class VLLMSettings(_Section):
@@ -105,6 +108,12 @@ class RoutingSettings(_Section):
         return self
 
 
+class RegistryServeSettings(_Section):
+    uri: str | None = Field(None, description="Model registry for --model models:/N@ALIAS (default: "
+                                                "$SRL_RLVR_REGISTRY, else the cache's SQLite registry).")
+    poll_s: float = Field(5.0, gt=0, description="Seconds between checks of the served alias.")
+
+
 class ServeSettings(_Section):
     model: str = Field(description="Base model: 'smollm2-135m', a folder, or a Hugging Face id.")
     served_model_name: str | None = Field(None, description="Name clients use in 'model' (default: --model).")
@@ -120,6 +129,7 @@ class ServeSettings(_Section):
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
     openai: OpenAIUpstreamSettings = Field(default_factory=OpenAIUpstreamSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    registry: RegistryServeSettings = Field(default_factory=RegistryServeSettings)
 
     @property
     def base_name(self) -> str:

@@ -12,6 +12,7 @@ from trl import GRPOTrainer
 from srl_rlvr.rewards import get_reward_func
 from srl_rlvr.training.generation import FastGenerationMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
+from srl_rlvr.training.resilience import ResilienceMixin
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.sampling import DynamicSamplingMixin
 from srl_rlvr.training.srl_trainer import require_columns, with_prompt_format
@@ -19,7 +20,8 @@ from srl_rlvr.training.srl_trainer import require_columns, with_prompt_format
 REWARD_COLUMNS = {"math": ("answer",), "code": ("tests",)}
 
 
-class RLVRTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin, GRPOTrainer):
+class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
+                  GRPOTrainer):
     """GRPO on full-problem prompts (``prompt``) with a checkable reward column (``answer`` or ``tests``)."""
 
     def __init__(self, model, args: RLVRConfig, train_dataset, processing_class=None, peft_config=None,

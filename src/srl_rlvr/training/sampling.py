@@ -12,7 +12,9 @@ refill rounds; each rank keeps its own rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -48,6 +50,14 @@ def informative_rows(rewards: torch.Tensor, num_generations: int, epsilon: float
     [False, False, True, True]
     """
     return group_reward_std(rewards, num_generations) > epsilon
+
+
+def sample_id(row: dict[str, Any]) -> str:
+    """A training row's id: its ``id`` column, else a digest of its prompt and target (what resume compares)."""
+    if row.get("id") is not None:
+        return str(row["id"])
+    key = {k: row.get(k) for k in ("prompt", "expert_step", "answer", "tests")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
 
 def _pad_to(t: torch.Tensor, length: int, left: bool, value: float) -> torch.Tensor:
@@ -101,7 +111,23 @@ class DynamicSamplingMixin:
     ``max_refill_rounds`` from ``self.args``."""
 
     _refill_iter: Iterator | None = None
+    _refill_epoch: int = 0
+    _refill_drawn: int = 0  # batches taken from the current refill iterator (checkpointed for exact resume)
     _last_rewards: torch.Tensor | None = None
+    trained_samples: list[str] | None = None  # sample_id of every row trained on, in order (one per rollout)
+
+    def refill_state(self) -> dict[str, int]:
+        return {"epoch": self._refill_epoch, "drawn": self._refill_drawn}
+
+    def load_refill_state(self, state: dict[str, int]) -> None:
+        """Continue the refill stream where a checkpoint left it: same epoch seed, same position."""
+        self._refill_epoch, self._refill_drawn = int(state["epoch"]), int(state["drawn"])
+        self._refill_iter = None
+
+    def _note_trained(self, rows: Sequence[dict[str, Any]]) -> None:
+        if self.trained_samples is None:
+            self.trained_samples = []
+        self.trained_samples.extend(sample_id(r) for r in rows)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401 - TRL hook
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -110,16 +136,24 @@ class DynamicSamplingMixin:
         return rewards_per_func
 
     def _refill_batch(self) -> list[dict[str, Any]]:
-        """The next generation batch of fresh prompts, from a second sampler with its own seed."""
-        if self._refill_iter is None:
-            self._refill_epoch = 0
-            self._refill_iter = iter(self._refill_dataloader())
-        try:
-            return next(self._refill_iter)
-        except StopIteration:
-            self._refill_epoch += 1
-            self._refill_iter = iter(self._refill_dataloader())
-            return next(self._refill_iter)
+        """The next generation batch of fresh prompts, from a second sampler with its own seed.
+
+        The refill stream never touches the global RNG (building a DataLoader iterator draws a seed from it),
+        so a run resumed from a checkpoint samples the same rollouts as one that was never stopped."""
+        with torch.random.fork_rng(devices=[]):
+            if self._refill_iter is None:
+                self._refill_iter = iter(self._refill_dataloader())
+                for _ in range(self._refill_drawn):  # resumed: skip what the checkpointed run already took
+                    next(self._refill_iter)
+            try:
+                batch = next(self._refill_iter)
+            except StopIteration:
+                self._refill_epoch += 1
+                self._refill_drawn = 0
+                self._refill_iter = iter(self._refill_dataloader())
+                batch = next(self._refill_iter)
+        self._refill_drawn += 1
+        return batch
 
     def _refill_dataloader(self):
         def sampler(dataset):
@@ -129,7 +163,7 @@ class DynamicSamplingMixin:
                 batch_size=self.args.generation_batch_size // self.num_generations,
                 repeat_count=1,
                 shuffle=True,
-                seed=self.args.seed + 7919 * (1 + getattr(self, "_refill_epoch", 0)),
+                seed=self.args.seed + 7919 * (1 + self._refill_epoch),
             )
 
         return self._get_dataloader(
@@ -145,12 +179,17 @@ class DynamicSamplingMixin:
         keep_all = informative_rows(self._last_rewards, self.num_generations, self.args.dynamic_sampling_epsilon)
         rank = self.accelerator.process_index
         local = keep_all[rank * len(inputs) : (rank + 1) * len(inputs)]
+        self._round_kept_rows.extend(row for row, kept in zip(inputs, local.tolist()) if kept)
         return batch, local
 
     def _generate_and_score_completions(self, inputs):
-        if not (self.model.training and self.args.dynamic_sampling):
+        if not self.model.training:
+            return super()._generate_and_score_completions(inputs)
+        if not self.args.dynamic_sampling:
+            self._note_trained(inputs)
             return super()._generate_and_score_completions(inputs)
         target = len(inputs)
+        self._round_kept_rows: list[dict[str, Any]] = []
         batch, keep = self._scored_round(inputs)
         kept = [select_rows(batch, keep.nonzero().flatten())]
         dropped = [select_rows(batch, (~keep).nonzero().flatten())]
@@ -172,7 +211,12 @@ class DynamicSamplingMixin:
         # informative rows than another pads with dropped rows whose completion mask is zeroed: they train on
         # nothing. With one process that only happens when nothing at all was informative (then one such row).
         n_local = min(n_kept, target)
+        self._note_trained(self._round_kept_rows[:n_local])  # the informative rows come first in ``merged``
         n_rows = max(1, self._global_max(n_local))
+        # TRL splits the batch into steps_per_generation equal micro-batches and drops any remainder (an
+        # empty micro-batch even crashes): round up with untrained rows, never lose an informative one
+        chunks = max(1, int(getattr(self.args, "steps_per_generation", 1) or 1))
+        n_rows = min(-(-n_rows // chunks) * chunks, len(merged["completion_mask"]))
         merged = select_rows(merged, torch.arange(n_rows))
         if n_rows > n_local:
             untrained = torch.arange(n_rows, device=merged["completion_mask"].device) >= n_local

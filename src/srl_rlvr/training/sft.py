@@ -67,21 +67,31 @@ def sft_dataset(trajectories_file: str | Path) -> Any:
 
 
 def train_sft(model: str, trajectories_file: str | Path, output_dir: str | Path, sft_args: Any,
-              lora: dict[str, Any] | None = None) -> Path:
+              lora: dict[str, Any] | None = None, resume: bool = False, guard: Any = None) -> Path:
     """Train the SFT baseline and return ``output_dir/final`` (full model, or adapter when ``lora`` is given).
 
     ``model``: ``smollm2-135m``, a HF id or a model folder. ``sft_args``: a ``trl.SFTConfig``, used as
     given (precision, steps, batch size are the caller's choice); its ``output_dir`` is set to
     ``output_dir``. ``lora``: peft ``LoraConfig`` fields, with the same defaults as the SRL/RLVR stages.
+    ``resume`` continues from the newest valid checkpoint; ``guard`` carries the fault-handling settings.
     """
     from trl import SFTTrainer
 
     from srl_rlvr.models import resolve_model
-    from srl_rlvr.training.stages import load_base_policy, peft_config_from, run_stage
+    from srl_rlvr.training.resilience import ResilienceMixin
+    from srl_rlvr.training.stages import data_sha256, load_base_policy, peft_config_from, run_stage
+
+    class ResilientSFTTrainer(ResilienceMixin, SFTTrainer):
+        """TRL's SFTTrainer with marked checkpoints, NaN guards and fault handling."""
 
     sft_args.output_dir = str(output_dir)
     base = resolve_model(model)
-    policy, tokenizer = load_base_policy(base)
-    trainer = SFTTrainer(model=policy, args=sft_args, train_dataset=sft_dataset(trajectories_file),
-                         processing_class=tokenizer, peft_config=peft_config_from(lora))
-    return run_stage(trainer, STAGE, base).final_dir
+    dataset = sft_dataset(trajectories_file)
+
+    def make_trainer(args: Any):
+        policy, tokenizer = load_base_policy(base)
+        return ResilientSFTTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                   peft_config=peft_config_from(lora))
+
+    return run_stage(make_trainer, sft_args, STAGE, base, resume, guard=guard,
+                     extra={"data_sha256": data_sha256(trajectories_file)}).final_dir

@@ -13,6 +13,7 @@ from srl_rlvr.rewards import get_reward_func
 from srl_rlvr.training.callbacks import with_format_ok_metric
 from srl_rlvr.training.generation import FastGenerationMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
+from srl_rlvr.training.resilience import ResilienceMixin
 from srl_rlvr.training.sampling import DynamicSamplingMixin
 from srl_rlvr.training.srl_config import SRLConfig
 
@@ -38,7 +39,8 @@ def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:
         raise UserInputError(f"{what} needs the column(s) {missing}; the dataset has {dataset.column_names}")
 
 
-class SRLTrainer(FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin, GRPOTrainer):
+class SRLTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
+                  GRPOTrainer):
     """GRPO on SRL step instances (``prompt`` chat messages + ``expert_step``)."""
 
     def __init__(self, model, args: SRLConfig, train_dataset, processing_class=None, peft_config=None,

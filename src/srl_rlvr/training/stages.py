@@ -8,22 +8,34 @@ SRL (or SFT) stage: a missing or incompatible checkpoint is an error, never a si
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers.trainer_utils import get_last_checkpoint
 
+from srl_rlvr.core.io import read_json
 from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
 from srl_rlvr.errors import InvalidRecord, UserInputError
+from srl_rlvr.ops.failures import TRAINED_SAMPLES, Adjustments, is_disk_full
 from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST, read_manifest, write_manifest
 from srl_rlvr.training.callbacks import add_throughput_callback
+from srl_rlvr.training.resilience import (
+    PreemptionCallback,
+    RecoveryTagCallback,
+    StageGuard,
+    disk_full,
+    stop_signals,
+)
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.rlvr_trainer import RLVRTrainer
 from srl_rlvr.training.srl_config import SRLConfig
@@ -179,38 +191,162 @@ def build_rlvr_trainer(init_from: str | Path, data: str | Path, args: RLVRConfig
     return trainer
 
 
-def run_stage(trainer, stage: str, base_model: str, resume: bool = False,
-              extra: dict[str, Any] | None = None) -> StageResult:
-    """Train (from the last checkpoint when ``resume``), then save ``OUT/final`` with its manifest."""
-    add_throughput_callback(trainer)
-    out = Path(trainer.args.output_dir)
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
-    trainer.train(resume_from_checkpoint=checkpoint)
+def run_stage(make_trainer: Callable[[Any], Any], args: Any, stage: str, base_model: str, resume: bool = False,
+              extra: dict[str, Any] | None = None, guard: StageGuard | None = None) -> StageResult:
+    """Train (from the newest valid checkpoint when ``resume``), then save ``OUT/final`` with its manifest.
+
+    ``make_trainer(args)`` builds a fresh trainer; the failure handler calls it again for each recovery
+    (a NaN rollback, a batch halving), with adjusted copies of ``args`` (see ops/failures.py).
+    """
+    from srl_rlvr.ops.checkpoints import newest_valid
+    from srl_rlvr.ops.failures import FailureHandler, RecoveryLog
+    from srl_rlvr.ops.ledger import STARTED
+
+    out = Path(args.output_dir)
+    guard = guard or StageGuard(stage)
+    guard.config_hash = guard.config_hash or str((read_json(out / STARTED) or {}).get("config_hash", ""))
+    guard.log = RecoveryLog(out, stage)
+    check = guard.checkpoints.check_finite
+    if guard.checkpoints.remote and guard.remote is None:
+        from srl_rlvr.ops.remote import RemoteCheckpoints
+
+        guard.remote = RemoteCheckpoints.for_stage(guard.checkpoints, out, guard.config_hash)
+    start = newest_valid(out, check_finite=check, config_hash=guard.config_hash or None) if resume else None
+    pristine = copy.deepcopy(args)  # trainers mutate their args; every attempt starts from the same ones
+
+    def attempt(adjust: Adjustments):
+        guard.adjust = adjust
+        trainer = make_trainer(adjusted_args(pristine, adjust))
+        trainer.srl_rlvr_guard = guard
+        add_throughput_callback(trainer)
+        trainer.add_callback(PreemptionCallback(guard))
+        trainer.add_callback(RecoveryTagCallback(guard))
+        checkpoint = str(out / adjust.resume_from) if adjust.resume_from else None
+        if guard.mlflow_run_id:  # a retry logs into the stage's MLflow run, not a second one
+            os.environ["MLFLOW_RUN_ID"] = guard.mlflow_run_id
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+            if guard.stop_signal:
+                raise _preempted(trainer, guard, out)
+            trainer.assert_finite_weights()  # a NaN in the last steps must not reach final/ either
+            return trainer, _save_final(trainer, out, stage, base_model, extra, guard)
+        except OSError as exc:
+            _close_tracking(trainer)
+            if is_disk_full(exc):
+                shutil.rmtree(out / FINAL, ignore_errors=True)  # a half-written final is no model
+                raise disk_full(trainer.state.global_step, out, exc) from None
+            raise
+        except BaseException:
+            _close_tracking(trainer)
+            raise
+
+    def rollback_point() -> str | None:
+        found = newest_valid(out, check_finite=check, config_hash=guard.config_hash or None)
+        return found.name if found else None
+
+    handler = FailureHandler(guard.failures, guard.log, pristine.per_device_train_batch_size)
+    run_id_before = os.environ.get("MLFLOW_RUN_ID")
+    try:
+        with stop_signals(guard):
+            trainer, final = handler.run(attempt, rollback_point, resume_from=start.name if start else None)
+    finally:
+        if run_id_before is None:
+            os.environ.pop("MLFLOW_RUN_ID", None)
+        else:
+            os.environ["MLFLOW_RUN_ID"] = run_id_before
+    return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
+
+
+def _close_tracking(trainer) -> None:
+    """End a failed attempt's MLflow run now, and stop its callback from ending one later (HF's MLflowCallback
+    ends the active run when garbage-collected, which would be the retry's); the retry resumes the run."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "MLflowCallback":
+            callback._auto_end_run = False
+            mlflow = getattr(callback, "_ml_flow", None)
+            if mlflow is not None and mlflow.active_run() is not None:
+                mlflow.end_run()
+
+
+def data_sha256(*paths: str | Path) -> dict[str, str]:
+    """File name -> full sha256 of each training data file (the lineage the registry records)."""
+    import hashlib
+
+    out = {}
+    for path in paths:
+        if str(path) == "champ" or not Path(path).is_file():
+            continue
+        digest = hashlib.sha256()
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+        out[Path(path).name] = digest.hexdigest()
+    return out
+
+
+def adjusted_args(args: Any, adjust: Adjustments) -> Any:
+    """A copy of ``args`` with the recoveries applied: learning rate x ``lr_scale``; per-device batch
+    ÷ ``batch_divisor`` with accumulation (and GRPO's steps per generation) x it, the same effective batch."""
+    new = copy.deepcopy(args)
+    new.learning_rate = args.learning_rate * adjust.lr_scale
+    if adjust.batch_divisor > 1:
+        new.per_device_train_batch_size = args.per_device_train_batch_size // adjust.batch_divisor
+        new.gradient_accumulation_steps = args.gradient_accumulation_steps * adjust.batch_divisor
+        if getattr(args, "steps_per_generation", None):
+            new.steps_per_generation = args.steps_per_generation * adjust.batch_divisor
+    return new
+
+
+def _preempted(trainer, guard: StageGuard, out: Path):
+    from srl_rlvr.ops.failures import EXIT_PREEMPTED, Preempted, Recovery
+
+    step = trainer.state.global_step
+    guard.log.record(Recovery("sigterm", step, f"{guard.stop_signal}: saved checkpoint-{step}, exited "
+                                               f"{EXIT_PREEMPTED} for --resume"))
+    return Preempted(f"stopped by {guard.stop_signal} after step {step}; checkpoint-{step} is saved in {out}: "
+                     "rerun the same command with --resume")
+
+
+def _save_final(trainer, out: Path, stage: str, base_model: str, extra: dict[str, Any] | None,
+                guard: StageGuard) -> Path:
     final = out / FINAL
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(final))
         manifest = {"stage": stage, "base_model": base_model, "global_step": trainer.state.global_step,
                     "lora": (final / "adapter_config.json").is_file(),
-                    "think_prefill": normalise_prefill(getattr(trainer.args, "think_prefill", False)), **(extra or {})}
+                    "think_prefill": normalise_prefill(getattr(trainer.args, "think_prefill", False)),
+                    # lineage the model registry records (registry/lineage.py)
+                    "config_hash": guard.config_hash, "mlflow_run_id": guard.mlflow_run_id or "", **(extra or {})}
         write_manifest(final, manifest)
-        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
+        history = list(trainer.state.log_history) + [
+            {"step": r["step"], "recovery": r["reason"], "action": r["action"]} for r in guard.log.entries]
+        history.sort(key=lambda e: (e.get("step", 0), "recovery" in e))
+        (out / "log_history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+        if getattr(trainer, "trained_samples", None) is not None:
+            (out / TRAINED_SAMPLES).write_text(json.dumps(trainer.trained_samples), encoding="utf-8")
+    return final
 
 
 def train_srl(model: str, data: str | Path, args: SRLConfig, lora: dict[str, Any] | None = None,
-              resume: bool = False, callbacks=None) -> StageResult:
+              resume: bool = False, callbacks=None, guard: StageGuard | None = None) -> StageResult:
     """SRL stage: ``model`` is a name (``smollm2-135m``), HF id or folder; ``data`` SRL instance JSONL."""
     from srl_rlvr.models import resolve_model
 
     base = resolve_model(model)
-    trainer = build_srl_trainer(base, data, args, lora, callbacks)
-    return run_stage(trainer, "srl", base, resume)
+    return run_stage(lambda a: build_srl_trainer(base, data, a, lora, callbacks), args, "srl", base, resume,
+                     extra={"data_sha256": data_sha256(data)}, guard=guard)
 
 
 def train_rlvr(init_from: str | Path, data: str | Path, args: RLVRConfig, resume: bool = False, callbacks=None,
-               expect: tuple[str, ...] = ("srl", "sft")) -> StageResult:
+               expect: tuple[str, ...] = ("srl", "sft"), guard: StageGuard | None = None) -> StageResult:
     """RLVR stage from a finished SRL/SFT stage folder (``OUT/final``); ``data`` trajectories with answers."""
-    trainer = build_rlvr_trainer(init_from, data, args, callbacks, expect)
-    return run_stage(trainer, "rlvr", trainer.srl_rlvr_init["base_model"], resume,
-                     extra={"init_from": str(init_from)})
+    if not Path(init_from).is_dir():
+        raise UserInputError(f"checkpoint to start from not found: {init_from} (run the SRL stage first)")
+    manifest = read_manifest(Path(init_from))
+    if manifest is None:  # checked again by load_stage_checkpoint; here so the base model is known up front
+        raise UserInputError(f"{init_from} is not a finished srl-rlvr stage: {STAGE_MANIFEST} is missing")
+    return run_stage(lambda a: build_rlvr_trainer(init_from, data, a, callbacks, expect), args, "rlvr",
+                     manifest.get("base_model", ""), resume, guard=guard,
+                     extra={"init_from": str(init_from), "data_sha256": {**manifest.get("data_sha256", {}),
+                                                                        **data_sha256(data)}})

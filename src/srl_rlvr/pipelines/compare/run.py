@@ -66,7 +66,7 @@ import yaml
 from srl_rlvr.core.console import rule, say
 from srl_rlvr.core.io import file_digest, link_or_copy, read_json, write_json
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops.checkpoints import DONE, run_step, upstream_identity
+from srl_rlvr.ops.ledger import DONE, run_step, upstream_identity
 from srl_rlvr.ops.tracking import tracking_args
 from srl_rlvr.pipelines.compare.report import (
     PLOTS,

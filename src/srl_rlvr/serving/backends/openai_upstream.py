@@ -8,11 +8,17 @@ Chat requests go upstream as chat messages (the upstream applies its own chat te
 streamed, so time-to-first-token is measured the same way for every backend. Token counts come from the
 upstream's ``usage``; an upstream that sends none gets its chunks counted instead (one per token on
 vLLM-like servers, an estimate elsewhere).
+
+A transient upstream failure (connection refused or reset, a timeout, HTTP 408/425/429/5xx) is retried
+``openai.retries`` times with exponential backoff from ``openai.backoff_s`` (ops/failures.py), only before
+the first byte of a response reaches our client, so a retry never duplicates streamed text; then the
+client gets a 502 naming the upstream. Each retry is logged and counted in ``UpstreamClient.retries``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,14 +28,21 @@ from srl_rlvr.serving.backends import register_backend
 from srl_rlvr.serving.backends.base import Backend, Finished, GenerationEvent, Prompt, SamplingParams, TextDelta
 from srl_rlvr.serving.errors import APIError
 
+logger = logging.getLogger(__name__)
+
 
 class UpstreamClient:
     """Streaming OpenAI-style HTTP calls to one API root (``.../v1``), errors mapped to our APIError."""
 
-    def __init__(self, api_root: str, api_key: str | None, timeout_s: float):
+    def __init__(self, api_root: str, api_key: str | None, timeout_s: float, retries: int = 0,
+                 backoff_s: float = 0.5):
+        from srl_rlvr.ops.failures import FailurePolicy
+
         self.api_root = api_root.rstrip("/")
         self.api_key, self.timeout_s = api_key, timeout_s
+        self.policy = FailurePolicy(transient_retries=retries, backoff_s=backoff_s, backoff_max_s=max(backoff_s, 8.0))
         self.http: Any = None
+        self.retries: dict[str, int] = {}  # reason -> count (the metrics catalog of issue 15 will export it)
 
     async def open(self) -> None:
         import httpx
@@ -42,52 +55,105 @@ class UpstreamClient:
             await self.http.aclose()
             self.http = None
 
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _retried(self, call):
+        """``call()`` with the transient-failure policy; its last failure mapped to our APIError."""
         import httpx
 
+        from srl_rlvr.ops.failures import TransientFailure, retry_transient_async
+
         try:
-            response = await self.http.post(f"{self.api_root}{path}", json=body)
+            return await retry_transient_async(call, f"upstream {self.api_root}", self.policy, _transient,
+                                               on_retry=self._count_retry)
+        except TransientFailure as exc:
+            raise self.failed(exc.__cause__) from None
+        except UpstreamStatus as exc:  # not transient: a client mistake passes through, the rest is a 502
+            raise upstream_error(exc.status, exc.text) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(exc) from None
-        if response.status_code >= 400:
-            raise upstream_error(response.status_code, response.text)
-        return response
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        async def once():
+            response = await self.http.post(f"{self.api_root}{path}", json=body)
+            _raise_for_status(response.status_code, response.text)
+            return response
+
+        return await self._retried(once)
 
     async def get_json(self, path: str) -> Any:
-        import httpx
-
-        try:
+        async def once():
             response = await self.http.get(f"{self.api_root}{path}")
-        except httpx.HTTPError as exc:
-            raise self.unreachable(exc) from None
-        if response.status_code >= 400:
-            raise upstream_error(response.status_code, response.text)
-        return response.json()
+            _raise_for_status(response.status_code, response.text)
+            return response
+
+        return (await self._retried(once)).json()
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The JSON chunks of an SSE response, up to ``data: [DONE]``."""
         import httpx
 
+        async def opened():
+            request = self.http.build_request("POST", f"{self.api_root}{path}", json=body)
+            response = await self.http.send(request, stream=True)
+            if response.status_code >= 400:
+                text = (await response.aread()).decode("utf-8", "replace")
+                await response.aclose()
+                _raise_for_status(response.status_code, text)
+            return response
+
+        response = await self._retried(opened)  # retried only until the response starts
         try:
-            async with self.http.stream("POST", f"{self.api_root}{path}", json=body) as response:
-                if response.status_code >= 400:
-                    raise upstream_error(response.status_code, (await response.aread()).decode("utf-8", "replace"))
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[len("data:"):].strip()
-                    if data == "[DONE]":
-                        return
-                    chunk = json.loads(data)
-                    if isinstance(chunk, dict) and "error" in chunk:
-                        raise upstream_error(502, json.dumps(chunk))
-                    yield chunk
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:"):].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise upstream_error(502, json.dumps(chunk))
+                yield chunk
         except httpx.HTTPError as exc:
             raise self.unreachable(exc) from None
+        finally:
+            await response.aclose()
 
-    def unreachable(self, exc: Exception) -> APIError:
+    def _count_retry(self, attempt: int, exc: BaseException) -> None:
+        reason = f"http_{exc.status}" if isinstance(exc, UpstreamStatus) else type(exc).__name__
+        self.retries[reason] = self.retries.get(reason, 0) + 1
+        logger.warning("upstream %s: %s, retry %d of %d", self.api_root, reason, attempt,
+                       self.policy.transient_retries)
+
+    def failed(self, exc: BaseException | None) -> APIError:
+        if isinstance(exc, UpstreamStatus):
+            return upstream_error(exc.status, exc.text)
+        return self.unreachable(exc)
+
+    def unreachable(self, exc: BaseException | None) -> APIError:
         return APIError(502, f"upstream {self.api_root} unreachable: {type(exc).__name__}: {exc}",
                         "upstream_unreachable")
+
+
+class UpstreamStatus(Exception):
+    """An HTTP error status from the upstream (transient when 408, 425, 429 or 5xx)."""
+
+    def __init__(self, status: int, text: str):
+        self.status, self.text = status, text
+        super().__init__(f"HTTP {status}")
+
+
+def _raise_for_status(status: int, text: str) -> None:
+    if status >= 400:
+        raise UpstreamStatus(status, text)
+
+
+def _transient(exc: BaseException) -> bool:
+    import httpx
+
+    from srl_rlvr.ops.failures import TRANSIENT_STATUS
+
+    if isinstance(exc, UpstreamStatus):
+        return exc.status in TRANSIENT_STATUS
+    return isinstance(exc, httpx.TransportError)  # connect/read errors and timeouts, not protocol misuse
 
 
 def upstream_error(status: int, text: str) -> APIError:
@@ -119,7 +185,8 @@ class OpenAIUpstreamBackend(Backend):
             section = settings.openai
             if not section.base_url:
                 raise UserInputError("backend 'openai' needs openai.base_url in serve.yaml (the upstream's /v1 root)")
-            client = UpstreamClient(section.base_url, env_api_key(section.api_key_env), section.timeout_s)
+            client = UpstreamClient(section.base_url, env_api_key(section.api_key_env), section.timeout_s,
+                                    section.retries, section.backoff_s)
             upstream_model = section.model or settings.model
         self.client = client
         self.upstream_model = upstream_model or settings.model
