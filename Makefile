@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint setup clean
+.PHONY: demo test test-slow lint setup system-deps clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,16 +16,20 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# Debian's prometheus, alertmanager, node exporter and chromium for the monitoring tests (only what is missing)
+system-deps:
+	./.ci/system-deps.sh
+
 demo: $(BIN)/.installed
 	$(BIN)/srl-rlvr demo --out out/demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed system-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench scripts
 
-test-slow: $(BIN)/.installed
+test-slow: $(BIN)/.installed system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 clean:

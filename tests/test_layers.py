@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("core", frozenset({"core", "errors"})),
     ("foundations", frozenset({"prompts", "models", "data", "rewards", "tiers"})),
     # registry: the model registry's gate reads eval's paired statistics, so it sits with the subsystems
-    ("subsystems", frozenset({"training", "eval", "ops", "routing", "serving", "registry"})),
+    ("subsystems", frozenset({"training", "eval", "ops", "routing", "serving", "registry", "monitoring"})),
     ("pipelines", frozenset({"pipelines"})),
     ("cli", frozenset({"cli"})),
 )

@@ -59,7 +59,7 @@ def test_hot_swap_needs_admin_scope(client: TestClient, lora_dirs):
 
 def test_health_and_metrics_need_no_key(client: TestClient):
     assert client.get("/health").json() == {"status": "ok"}
-    assert "vllm:num_requests_running" in client.get("/metrics").text
+    assert "srl_rlvr_serving_num_requests_running" in client.get("/metrics").text
 
 
 def test_over_cap_requests_get_400_with_the_reason(client: TestClient):

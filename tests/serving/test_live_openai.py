@@ -187,11 +187,13 @@ def test_metrics_count_requests_per_adapter(server):
     client = _client(server)
     _chat(client, "lora-a", "metrics?")
     text = httpx.get(f"{server.base_url}/metrics").text
-    for name in ("vllm:time_to_first_token_seconds_bucket", "vllm:e2e_request_latency_seconds_count",
-                 "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:num_requests_running",
-                 "vllm:num_requests_waiting"):
+    for name in ("srl_rlvr_serving_time_to_first_token_seconds_bucket",
+                 "srl_rlvr_serving_e2e_request_latency_seconds_count",
+                 "srl_rlvr_serving_prompt_tokens_total", "srl_rlvr_serving_generation_tokens_total",
+                 "srl_rlvr_serving_num_requests_running",
+                 "srl_rlvr_serving_num_requests_waiting"):
         assert name in text
-    assert 'vllm:generation_tokens_total{lora_name="lora-a",model_name="tiny"}' in text
+    assert 'srl_rlvr_serving_generation_tokens_total{lora_name="lora-a",model_name="tiny"}' in text
 
 
 def test_think_split_reaches_the_openai_client(tiny_model_dir: Path, tiny_tokenizer, tmp_path: Path):

@@ -87,7 +87,7 @@ def test_models_lists_the_router_and_the_cascade(client):
 
 
 def test_router_answers_from_the_served_model_with_tier_headers(client):
-    before = _metric(client, "vllm:generation_tokens_total", model_name=TINY)
+    before = _metric(client, "srl_rlvr_serving_generation_tokens_total", model_name=TINY)
     routed = _ask(client, "router-t-0", EASY)  # threshold 0: the cheapest tier is always good enough
     assert routed.status_code == 200, routed.text
     body = routed.json()
@@ -98,7 +98,7 @@ def test_router_answers_from_the_served_model_with_tier_headers(client):
     direct = _ask(client, TINY, EASY).json()  # the same greedy answer as asking the served model by name
     assert body["choices"][0]["message"]["content"] == direct["choices"][0]["message"]["content"]
     # The tier call ran on the server's own backend, so its metrics count it (the replay is not counted again).
-    assert _metric(client, "vllm:generation_tokens_total", model_name=TINY) == before + 2 * tokens
+    assert _metric(client, "srl_rlvr_serving_generation_tokens_total", model_name=TINY) == before + 2 * tokens
 
 
 def test_router_sends_the_strong_tier_and_labels_it_simulated(client):
@@ -119,7 +119,7 @@ def test_predictor_routes_by_difficulty_at_a_threshold(client):
 def test_cascade_escalates_logs_and_counts(client, routed):
     log = routed[1]
     rows_before = len(load_source(str(log)).rows) if log.exists() else 0
-    escalations_before = _metric(client, "srl_rlvr:cascade_escalations_total", cascade="cascade-t",
+    escalations_before = _metric(client, "srl_rlvr_routing_cascade_escalations_total", cascade="cascade-t",
                                  from_tier="small", to_tier="teacher", reason="format")
     answer = _ask(client, "cascade-t", HARD, temperature=1.0, seed=7)
     assert answer.status_code == 200, answer.text
@@ -132,9 +132,9 @@ def test_cascade_escalates_logs_and_counts(client, routed):
     row = rows[-1].model_dump()
     assert row["problem"] == HARD and row["answer"] == str(next(r["answer"] for r in TEST if r["problem"] == HARD))
     assert row["small_tier"] == "small" and row["escalated_tier"] == "teacher" and row["escalated_simulated"]
-    assert _metric(client, "srl_rlvr:cascade_escalations_total", cascade="cascade-t", from_tier="small",
+    assert _metric(client, "srl_rlvr_routing_cascade_escalations_total", cascade="cascade-t", from_tier="small",
                    to_tier="teacher", reason="format") == escalations_before + 1
-    assert _metric(client, "srl_rlvr:cascade_requests_total", cascade="cascade-t", tier="teacher") >= 1
+    assert _metric(client, "srl_rlvr_routing_cascade_requests_total", cascade="cascade-t", tier="teacher") >= 1
 
 
 def test_streamed_routed_answer_has_headers_and_the_same_text(client):
@@ -149,10 +149,10 @@ def test_streamed_routed_answer_has_headers_and_the_same_text(client):
 
 
 def test_router_requests_are_counted_per_tier(client):
-    before = _metric(client, "srl_rlvr:router_requests_total", router="t", tier="teacher")
+    before = _metric(client, "srl_rlvr_routing_router_requests_total", router="t", tier="teacher")
     _ask(client, "router-t-1", EASY)
-    assert _metric(client, "srl_rlvr:router_requests_total", router="t", tier="teacher") == before + 1
-    assert "# TYPE srl_rlvr:cascade_escalations_total counter" in client.get("/metrics").text
+    assert _metric(client, "srl_rlvr_routing_router_requests_total", router="t", tier="teacher") == before + 1
+    assert "# TYPE srl_rlvr_routing_cascade_escalations_total counter" in client.get("/metrics").text
 
 
 def test_budget_exceeded_is_a_429_that_never_echoes_the_key(client):
@@ -165,8 +165,8 @@ def test_budget_exceeded_is_a_429_that_never_echoes_the_key(client):
     # The cascade charges the same budget: it runs while money is left, then is refused too.
     assert _ask(client, "cascade-t", HARD, key=POOR).status_code == 200
     assert _ask(client, "cascade-t", HARD, key=POOR).status_code == 429
-    assert _metric(client, "srl_rlvr:route_rejected_total", name="t", reason="budget_exceeded") >= 1
-    assert _metric(client, "srl_rlvr:route_rejected_total", name="cascade-t", reason="budget_exceeded") >= 1
+    assert _metric(client, "srl_rlvr_routing_rejected_total", name="t", reason="budget_exceeded") >= 1
+    assert _metric(client, "srl_rlvr_routing_rejected_total", name="cascade-t", reason="budget_exceeded") >= 1
 
 
 def test_unknown_or_malformed_routed_names_are_openai_errors(client):
@@ -221,7 +221,7 @@ def test_tiers_map_to_adapters_private_backends_and_fallbacks(tiny_model_dir, lo
         assert routed.status_code == 200, routed.text
         assert routed.headers["x-srl-rlvr-tier"] == "other" and routed.headers["x-srl-rlvr-failed-tiers"] == "broken"
         assert ("hf", str(lora_dirs["lora-b"])) in bridge.targets.started  # its own hf backend, metered as "other"
-        assert _metric(client, "vllm:request_success_total", model_name="other") == 1
+        assert _metric(client, "srl_rlvr_serving_request_success_total", model_name="other") == 1
         failed = _ask(client, "cascade-t", EASY, key="unused")
         assert failed.status_code == 502 and failed.json()["error"]["code"] == "all_tiers_failed"
         assert "broken" in failed.json()["error"]["message"] and "no such model folder" in failed.text

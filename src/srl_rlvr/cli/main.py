@@ -33,6 +33,7 @@ def _register() -> None:
     from srl_rlvr.cli.demo import demo_command
     from srl_rlvr.cli.eval import eval_command
     from srl_rlvr.cli.models import models_group
+    from srl_rlvr.cli.monitor import monitor_group
     from srl_rlvr.cli.registry import registry_group
     from srl_rlvr.cli.route import route_group
     from srl_rlvr.cli.run import run_command
@@ -51,6 +52,7 @@ def _register() -> None:
     cli.add_command(serve_command)
     cli.add_command(route_group)
     cli.add_command(registry_group)
+    cli.add_command(monitor_group)
     cli.add_command(checkpoints_group)
 
 

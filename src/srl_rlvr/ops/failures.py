@@ -161,6 +161,8 @@ class RecoveryLog:
     def __init__(self, folder: Path, stage: str):
         self.folder, self.stage = Path(folder), stage
         self.entries: list[dict[str, Any]] = read_recoveries(self.folder)
+        # set by the stage runner when a TrainingExporter owns metrics.prom (it then counts recoveries)
+        self.on_change: Callable[[list[dict[str, Any]]], None] | None = None
 
     def record(self, recovery: Recovery) -> None:
         recovery.stage = recovery.stage or self.stage
@@ -168,7 +170,10 @@ class RecoveryLog:
         say(f"recovery ({recovery.reason} at step {recovery.step}): {recovery.action}")
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / RECOVERIES, {"stage": self.stage, "recoveries": self.entries})
-        write_metrics_textfile(self.folder / METRICS_TEXTFILE, self.entries)
+        if self.on_change is not None:
+            self.on_change(self.entries)
+        else:
+            write_metrics_textfile(self.folder / METRICS_TEXTFILE, self.entries)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -179,11 +184,12 @@ class RecoveryLog:
 
 def write_metrics_textfile(path: Path, entries: list[dict[str, Any]]) -> None:
     """``srl_rlvr_training_recoveries_total{reason,stage}`` in the Prometheus text format, written atomically."""
-    from prometheus_client import CollectorRegistry, Counter, write_to_textfile
+    from prometheus_client import CollectorRegistry, write_to_textfile
+
+    from srl_rlvr.monitoring.catalog import build
 
     registry = CollectorRegistry()
-    counter = Counter(RECOVERIES_METRIC, "Training-fault recoveries, by kind of fault.", ["reason", "stage"],
-                      registry=registry)
+    counter = build(RECOVERIES_METRIC, registry)
     for entry in entries:
         counter.labels(reason=entry["reason"], stage=entry.get("stage", "")).inc()
     write_to_textfile(str(path), registry)

@@ -17,6 +17,7 @@ Schema (a tier file under ``src/srl_rlvr/tiers/`` has the same schema)::
     checkpoints: {keep: null, best_metric: null, remote: null}   # ops.checkpoints.CheckpointSettings
     failures: {nan_retries: 3, lr_factor: 0.5, oom_retries: 2}   # ops.failures.FailurePolicy
     registry: {enabled: true, uri: null, name: null, promote: null}   # pipelines.register.RegistrySection
+    monitoring: {port: null, budget_usd: null, textfile: true}       # monitoring.training.MonitoringSettings
     hardware: {...}            # free-form tier facts (gpus, nodes, accelerate_config, ...)
     throughput: {...}          # free-form tier figures for the run-time estimator
 
@@ -132,6 +133,7 @@ class PipelineConfig:
     checkpoints: dict[str, Any] = field(default_factory=dict)  # ops.checkpoints.CheckpointSettings fields
     failures: dict[str, Any] = field(default_factory=dict)  # ops.failures.FailurePolicy fields
     registry: dict[str, Any] = field(default_factory=dict)  # pipelines.register.RegistrySection fields
+    monitoring: dict[str, Any] = field(default_factory=dict)  # monitoring.training.MonitoringSettings fields
     source: str | None = None  # the YAML file it was loaded from
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # merged YAML (paths resolved)
 
@@ -153,12 +155,16 @@ class PipelineConfig:
     def stage_guard(self, stage: str, fault: Any = None) -> Any:
         """The fault-handling settings of one training stage (``training.resilience.StageGuard``).
         Not part of any stage hash: they change how a run survives faults, not what it trains."""
+        from srl_rlvr.monitoring.training import MonitoringSettings
         from srl_rlvr.ops.checkpoints import CheckpointSettings
         from srl_rlvr.ops.failures import FailurePolicy
         from srl_rlvr.training.resilience import StageGuard
 
+        price = self.throughput.get("price_per_hour") or self.hardware.get("price_per_hour") or 0.0
         return StageGuard(stage, checkpoints=_build("checkpoints", CheckpointSettings, self.checkpoints),
-                          failures=_build("failures", FailurePolicy, self.failures), fault=fault)
+                          failures=_build("failures", FailurePolicy, self.failures), fault=fault,
+                          monitoring=_build("monitoring", MonitoringSettings, self.monitoring),
+                          price_per_hour=float(price))
 
     def registry_section(self) -> Any:
         from srl_rlvr.pipelines.register import RegistrySection
@@ -197,6 +203,8 @@ def _stage_class(section: str) -> type:
         from srl_rlvr.ops.failures import FailurePolicy as cls
     elif section == "registry":
         from srl_rlvr.pipelines.register import RegistrySection as cls
+    elif section == "monitoring":
+        from srl_rlvr.monitoring.training import MonitoringSettings as cls
     else:
         raise KeyError(section)
     return cls
@@ -206,7 +214,7 @@ TOP_LEVEL: dict[str, Any] = {
     "tier": str | None, "model": str, "data": dict, "stages": list[str], "srl": dict | None, "rlvr": dict | None,
     "sft": dict | None, "lora": dict | None, "eval": dict | None, "tracking": dict | None, "hardware": dict | None,
     "throughput": dict | None, "checkpoints": dict | None, "failures": dict | None,
-    "registry": dict | None,
+    "registry": dict | None, "monitoring": dict | None,
     # `srl-rlvr compare` settings, checked by srl_rlvr.pipelines.compare.run; `run` ignores them
     "compare": dict | None,
 }
@@ -214,7 +222,7 @@ TOP_LEVEL: dict[str, Any] = {
 
 # Sections where null means "nothing to set here" (unlike lora, where null means "no LoRA").
 _EMPTY_MEANS_NOTHING = ("srl", "rlvr", "sft", "eval", "tracking", "hardware", "throughput", "checkpoints",
-                        "failures", "registry")
+                        "failures", "registry", "monitoring")
 
 
 def _section_schema(section: str) -> dict[str, Any]:
@@ -255,7 +263,7 @@ def check_source(raw: Any, where: str) -> dict[str, Any]:
         if section in raw and raw[section] is None:
             del raw[section]
     for section in ("data", "tracking", "srl", "rlvr", "sft", "lora", "eval", "checkpoints", "failures",
-                    "registry"):
+                    "registry", "monitoring"):
         if isinstance(raw.get(section), dict):
             _check_keys(raw[section], _section_schema(section), where, section)
     demo = (raw.get("data") or {}).get("demo")
@@ -369,6 +377,7 @@ def _from_dict(raw: dict[str, Any], source: str | None) -> PipelineConfig:
         checkpoints=dict(raw.get("checkpoints") or {}),
         failures=dict(raw.get("failures") or {}),
         registry=dict(raw.get("registry") or {}),
+        monitoring=dict(raw.get("monitoring") or {}),
         source=source,
         raw=raw,
     )

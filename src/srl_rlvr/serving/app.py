@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from srl_rlvr.serving.backends import Backend, build_backend
 from srl_rlvr.serving.catalog import ModelCatalog
 from srl_rlvr.serving.errors import APIError, error_body
-from srl_rlvr.serving.metrics import ServingMetrics
+from srl_rlvr.serving.metrics import ServingMetrics, route_label
 from srl_rlvr.serving.routes import adapters, chat, completions, health, models
 from srl_rlvr.serving.settings import ServeSettings
 
@@ -64,6 +64,31 @@ class RequestGate:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+class ResponseCounter:
+    """ASGI middleware: counts every HTTP response by route and status code (``srl_rlvr_serving_http_responses``), the
+    error-ratio alert's input. Errors raised before a response starts count as 500."""
+
+    def __init__(self, app: Any, metrics: ServingMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def counted_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted_send)
+        finally:
+            code = str(status[0] if status else 500)
+            self.metrics.http_responses.labels(route_label(scope.get("path", "")), code).inc()
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -148,4 +173,5 @@ def create_app(settings: ServeSettings, backend: Backend | None = None, registry
     for module in (chat, completions, models, adapters, health):
         app.include_router(module.router)
     app.add_middleware(RequestGate, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(ResponseCounter, metrics=metrics)  # outermost: sees the gate's 413s too
     return app

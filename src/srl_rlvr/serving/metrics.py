@@ -1,5 +1,6 @@
-"""Prometheus metrics under vLLM's names, so dashboards built for vLLM read this server too, and the
-``srl_rlvr:*`` counters of the routed model names (:class:`RouteCounters`).
+"""The server's Prometheus metrics, from the catalog (srl_rlvr.monitoring.catalog): what vLLM also exports,
+with vLLM's meaning and labels (the recording rules in infra/monitoring/prometheus/vllm_compat.yml give
+them vLLM's ``vllm:*`` names back), and the routing counters (:class:`RouteCounters`).
 
 Each app owns its own ``CollectorRegistry`` (several apps in one process, as in tests, never clash).
 Every vLLM-named series carries ``model_name`` (the base model's served name) and ``lora_name`` (the
@@ -10,30 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from srl_rlvr.monitoring.catalog import SERVED, build, metric
 
 # vLLM does the same: the *_created series only double the output (process-wide setting).
 disable_created_metrics()
 
-LABELS = ("model_name", "lora_name")
+LABELS = SERVED
 # (model_name, lora_name) -> (running, waiting)
 LoadSnapshot = Callable[[], dict[tuple[str, str], tuple[int, int]]]
 
-_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
-_PER_TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-
 
 class _QueueGauges:
-    """``vllm:num_requests_running`` / ``vllm:num_requests_waiting``, read from the backends at scrape time."""
+    """``srl_rlvr_serving_num_requests_running`` / ``..._waiting``, read from the backends at scrape time."""
 
     def __init__(self, snapshot: LoadSnapshot):
         self._snapshot = snapshot
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        running = GaugeMetricFamily("vllm:num_requests_running", "Requests being generated now.", labels=LABELS)
-        waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Requests queued for generation.", labels=LABELS)
+        run_spec = metric("srl_rlvr_serving_num_requests_running")
+        wait_spec = metric("srl_rlvr_serving_num_requests_waiting")
+        running = GaugeMetricFamily(run_spec.name, run_spec.help, labels=run_spec.labels)
+        waiting = GaugeMetricFamily(wait_spec.name, wait_spec.help, labels=wait_spec.labels)
         for (model, lora), (n_run, n_wait) in sorted(self._snapshot().items()):
             running.add_metric([model, lora], n_run)
             waiting.add_metric([model, lora], n_wait)
@@ -41,22 +43,19 @@ class _QueueGauges:
 
 
 class ServingMetrics:
+    """The server's metrics, built from the catalog (srl_rlvr.monitoring.catalog): names, help, labels and
+    buckets are defined there once."""
+
     def __init__(self, snapshot: LoadSnapshot):
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.time_to_first_token = Histogram(
-            "vllm:time_to_first_token_seconds", "Seconds from request arrival to the first generated text.",
-            LABELS, buckets=_LATENCY_BUCKETS, registry=reg)
-        self.e2e_latency = Histogram(
-            "vllm:e2e_request_latency_seconds", "Seconds from request arrival to its last token.",
-            LABELS, buckets=_LATENCY_BUCKETS, registry=reg)
-        self.time_per_output_token = Histogram(
-            "vllm:time_per_output_token_seconds", "Mean seconds per generated token after the first, per request.",
-            LABELS, buckets=_PER_TOKEN_BUCKETS, registry=reg)
-        self.prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens processed.", LABELS, registry=reg)
-        self.generation_tokens = Counter("vllm:generation_tokens", "Tokens generated.", LABELS, registry=reg)
-        self.request_success = Counter(
-            "vllm:request_success", "Requests finished, by finish reason.", (*LABELS, "finished_reason"), registry=reg)
+        self.time_to_first_token = build("srl_rlvr_serving_time_to_first_token_seconds", reg)
+        self.e2e_latency = build("srl_rlvr_serving_e2e_request_latency_seconds", reg)
+        self.time_per_output_token = build("srl_rlvr_serving_time_per_output_token_seconds", reg)
+        self.prompt_tokens = build("srl_rlvr_serving_prompt_tokens", reg)
+        self.generation_tokens = build("srl_rlvr_serving_generation_tokens", reg)
+        self.request_success = build("srl_rlvr_serving_request_success", reg)
+        self.http_responses = build("srl_rlvr_serving_http_responses", reg)
         reg.register(_QueueGauges(snapshot))
 
     def observe_finished(self, labels: tuple[str, str], *, arrival: float, first_token: float | None, end: float,
@@ -75,20 +74,32 @@ class ServingMetrics:
 
 
 class RouteCounters:
-    """``srl_rlvr:*`` counters of the router and cascade model names, in the app's registry (beside the
-    vLLM-named ones). Dashboards and tests read these names and labels: keep them."""
+    """``srl_rlvr:*`` counters and gauges of the router and cascade model names, in the app's registry (beside
+    the vLLM-named ones), from the catalog. Dashboards and alert rules are generated from the same entries."""
 
     def __init__(self, registry: CollectorRegistry):
-        self.router_requests = Counter(
-            "srl_rlvr:router_requests", "Requests answered through a router model name, by the tier that answered.",
-            ("router", "tier"), registry=registry)
-        self.cascade_requests = Counter(
-            "srl_rlvr:cascade_requests", "Requests answered through a cascade model name, by the tier whose answer "
-            "was returned.", ("cascade", "tier"), registry=registry)
-        self.cascade_escalations = Counter(
-            "srl_rlvr:cascade_escalations", "Cascade moves to the next tier; reason: format, agreement, task_check, "
-            "no_completions or error (the tier failed).", ("cascade", "from_tier", "to_tier", "reason"),
-            registry=registry)
-        self.rejected = Counter(
-            "srl_rlvr:route_rejected", "Router or cascade requests refused: budget_exceeded (429), all_tiers_failed "
-            "(502), no_tier_available (503).", ("name", "reason"), registry=registry)
+        self.router_requests = build("srl_rlvr_routing_router_requests", registry)
+        self.router_fallbacks = build("srl_rlvr_routing_router_fallbacks", registry)
+        self.cascade_requests = build("srl_rlvr_routing_cascade_requests", registry)
+        self.cascade_escalations = build("srl_rlvr_routing_cascade_escalations", registry)
+        self.rejected = build("srl_rlvr_routing_rejected", registry)
+        self.cost = build("srl_rlvr_routing_cost_usd", registry)
+        self.budget_spent = build("srl_rlvr_routing_budget_spent_usd", registry)
+        self.budget_limit = build("srl_rlvr_routing_budget_limit_usd", registry)
+
+
+# The API paths /metrics counts responses of; anything else is "other" (a label per raw path would let any
+# client grow the series without bound).
+API_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/load_lora_adapter",
+              "/v1/unload_lora_adapter", "/health", "/metrics")
+
+
+def route_label(path: str) -> str:
+    return path if path in API_ROUTES else "other"
+
+
+def key_id(api_key: str | None) -> str:
+    """A label for an API key that does not reveal it: the first 8 hex of its sha256 ("anonymous": no key)."""
+    import hashlib
+
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:8] if api_key else "anonymous"

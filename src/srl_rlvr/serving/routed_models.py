@@ -41,7 +41,7 @@ from srl_rlvr.routing import (
 )
 from srl_rlvr.serving.catalog import ModelCatalog, Target
 from srl_rlvr.serving.errors import APIError
-from srl_rlvr.serving.metrics import RouteCounters, ServingMetrics
+from srl_rlvr.serving.metrics import RouteCounters, ServingMetrics, key_id
 from srl_rlvr.serving.route_targets import TierOutput, TierTargets
 from srl_rlvr.serving.schemas import ChatCompletionRequest
 from srl_rlvr.serving.settings import ServeSettings
@@ -58,6 +58,7 @@ HEADER_FAILED = "x-srl-rlvr-failed-tiers"  # router: tiers that failed before th
 _FULL_PROBLEM = re.compile(r"^Problem:\n(?P<problem>.+?)\n\nSteps so far:\n", re.S)
 _ESCALATION_REASONS = {"format": "format", "agreement": "agreement", "task check failed": "task_check",
                        "no completions": "no_completions"}
+ESCALATION_REASONS = (*dict.fromkeys(_ESCALATION_REASONS.values()), "error")
 
 
 class RoutingBridge:
@@ -69,6 +70,7 @@ class RoutingBridge:
         self.settings, self.catalog, self.metrics = settings, catalog, metrics
         self.router, self.cascade, self.config_path = router, cascade, config_path
         self.counters = RouteCounters(metrics.registry)
+        self._zero_series()
         self.created = int(time.time())
         self.targets = TierTargets(settings, catalog, metrics, cooldown_s=router.health.cooldown_s)
         self._check_names()
@@ -83,6 +85,24 @@ class RoutingBridge:
         router = load_router(section.config, section.predictor)
         cascade = build_cascade(load_route_config(section.config), router.tiers, log=section.escalation_log)
         return cls(settings, catalog, metrics, router, cascade, section.config)
+
+    def _zero_series(self) -> None:
+        """Export 0 for every label set known at start (Prometheus' advice), so a rate, an alert or a panel
+        on these counters has a series before the first event instead of "No data"."""
+        c, router, cascade = self.counters, self.router.name, self.cascade.name
+        for tier in self.router.tiers:
+            c.router_requests.labels(router, tier.name)
+            c.router_fallbacks.labels(router, tier.name)
+            c.cost.labels(router, tier.name)
+        for tier in self.cascade.tiers:
+            c.cascade_requests.labels(cascade, tier.name)
+            c.cost.labels(cascade, tier.name)
+        for before, after in zip(self.cascade.tiers, self.cascade.tiers[1:]):
+            for reason in ESCALATION_REASONS:
+                c.cascade_escalations.labels(cascade, before.name, after.name, reason)
+        for name in (router, cascade):
+            for reason in ("budget_exceeded", "all_tiers_failed", "no_tier_available"):
+                c.rejected.labels(name, reason)
 
     def _check_names(self) -> None:
         names = {self.router.model, self.cascade.name}
@@ -122,6 +142,16 @@ class RoutingBridge:
         match = _FULL_PROBLEM.match(user)
         return (match["problem"] if match else user), messages
 
+    def observe_budget(self, api_key: str | None) -> None:
+        """The key's budget use as gauges (labelled by a digest of the key, never the key)."""
+        budgets = self.router.budgets
+        limit = budgets.limit(api_key)
+        if limit is None:
+            return
+        ident = key_id(api_key)
+        self.counters.budget_spent.labels(ident).set(budgets.spent(api_key))
+        self.counters.budget_limit.labels(ident).set(limit)
+
     def rejected(self, name: str, exc: Exception) -> APIError:
         """The API error for a refused routed request (counted); other exceptions are re-raised."""
         if isinstance(exc, BudgetExceeded):
@@ -156,6 +186,10 @@ class _RouterModel:
         except (BudgetExceeded, AllTiersFailed, NoTierAvailable) as exc:
             raise bridge.rejected(self.router.name, exc) from None
         bridge.counters.router_requests.labels(self.router.name, routed.tier.name).inc()
+        bridge.counters.cost.labels(self.router.name, routed.tier.name).inc(max(0.0, float(routed.cost or 0.0)))
+        for failed_tier, _ in routed.failures or ():
+            bridge.counters.router_fallbacks.labels(self.router.name, failed_tier).inc()
+        bridge.observe_budget(api_key)
         log.debug("%s -> %s (%s), $%.6g", self.name, routed.tier.name, routed.decision.reason, routed.cost)
         headers = _tier_headers(routed.tier, routed.cost)
         if routed.failures:
@@ -189,6 +223,8 @@ class _CascadeModel:
         for from_tier, to_tier, reason in steps:
             bridge.counters.cascade_escalations.labels(cascade.name, from_tier, to_tier, reason).inc()
         bridge.counters.cascade_requests.labels(cascade.name, result.tier.name).inc()
+        bridge.counters.cost.labels(cascade.name, result.tier.name).inc(max(0.0, float(result.cost or 0.0)))
+        bridge.observe_budget(api_key)
         outputs = answers[result.tier.name]
         output = next((o for o in outputs if o.text == result.completion), outputs[0])
         headers = {**_tier_headers(result.tier, result.cost), HEADER_ESCALATIONS: str(len(steps)),

@@ -58,6 +58,9 @@ class StageGuard:
     stop_signal: str | None = None
     remote: Any = None  # ops.remote.RemoteCheckpoints when checkpoints.remote is set
     mlflow_run_id: str | None = None  # the stage's MLflow run, which a retry keeps logging into
+    monitoring: Any = None  # monitoring.training.MonitoringSettings (None: defaults)
+    price_per_hour: float = 0.0  # the tier's, for the cost gauges
+    exporter: Any = None  # monitoring.training.TrainingExporter, made by run_stage
 
 
 def disk_full(step: int, where: Path, exc: OSError) -> DiskFull:
@@ -250,6 +253,25 @@ class PreemptionCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class MetricsCallback(TrainerCallback):
+    """Feeds the stage's TrainingExporter (metrics.prom, and the port when configured) on every log and save."""
+
+    def __init__(self, exporter: Any):
+        self.exporter = exporter
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.max_steps > 0:  # an epoch-based run knows it only now
+            self.exporter.set_max_steps(state.max_steps)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            self.exporter.on_log(state.global_step, logs)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.exporter.on_checkpoint()
 
 
 class RecoveryTagCallback(TrainerCallback):

@@ -30,6 +30,7 @@ from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_ge
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST, read_manifest, write_manifest
 from srl_rlvr.training.callbacks import add_throughput_callback
 from srl_rlvr.training.resilience import (
+    MetricsCallback,
     PreemptionCallback,
     RecoveryTagCallback,
     StageGuard,
@@ -213,6 +214,10 @@ def run_stage(make_trainer: Callable[[Any], Any], args: Any, stage: str, base_mo
         guard.remote = RemoteCheckpoints.for_stage(guard.checkpoints, out, guard.config_hash)
     start = newest_valid(out, check_finite=check, config_hash=guard.config_hash or None) if resume else None
     pristine = copy.deepcopy(args)  # trainers mutate their args; every attempt starts from the same ones
+    if guard.exporter is None and _is_main_process():
+        guard.exporter = _exporter(out, stage, args, guard)
+        guard.log.on_change = guard.exporter.set_recoveries
+        guard.exporter.set_recoveries(guard.log.entries)
 
     def attempt(adjust: Adjustments):
         guard.adjust = adjust
@@ -221,6 +226,8 @@ def run_stage(make_trainer: Callable[[Any], Any], args: Any, stage: str, base_mo
         add_throughput_callback(trainer)
         trainer.add_callback(PreemptionCallback(guard))
         trainer.add_callback(RecoveryTagCallback(guard))
+        if guard.exporter is not None:
+            trainer.add_callback(MetricsCallback(guard.exporter))
         checkpoint = str(out / adjust.resume_from) if adjust.resume_from else None
         if guard.mlflow_run_id:  # a retry logs into the stage's MLflow run, not a second one
             os.environ["MLFLOW_RUN_ID"] = guard.mlflow_run_id
@@ -255,6 +262,20 @@ def run_stage(make_trainer: Callable[[Any], Any], args: Any, stage: str, base_mo
         else:
             os.environ["MLFLOW_RUN_ID"] = run_id_before
     return StageResult(final, trainer.state.global_step, list(trainer.state.log_history))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _exporter(out: Path, stage: str, args: Any, guard: StageGuard):
+    """The stage's live metrics (monitoring/training.py): metrics.prom, and a port when monitoring.port is set."""
+    from srl_rlvr.monitoring.training import MonitoringSettings, TrainingExporter
+
+    settings = guard.monitoring or MonitoringSettings()
+    return TrainingExporter(out, stage, max_steps=int(getattr(args, "max_steps", 0) or 0),
+                            price_per_hour=guard.price_per_hour, budget_usd=settings.budget_usd,
+                            port=settings.port, textfile=settings.textfile)
 
 
 def _close_tracking(trainer) -> None:
