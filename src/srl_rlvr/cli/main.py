@@ -31,6 +31,7 @@ def _register() -> None:
     from srl_rlvr.cli.compare import compare_command
     from srl_rlvr.cli.data import data_group
     from srl_rlvr.cli.demo import demo_command
+    from srl_rlvr.cli.distill import distill_command
     from srl_rlvr.cli.eval import eval_command
     from srl_rlvr.cli.models import models_group
     from srl_rlvr.cli.monitor import monitor_group
@@ -54,6 +55,7 @@ def _register() -> None:
     cli.add_command(registry_group)
     cli.add_command(monitor_group)
     cli.add_command(checkpoints_group)
+    cli.add_command(distill_command)
 
 
 _register()
