@@ -73,3 +73,25 @@ def test_lora_saves_an_adapter_that_loads(tiny_model_dir, train_file, tmp_path):
     assert isinstance(model, PeftModel)
     lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero; training moved it
+
+
+def test_every_example_trains_on_its_end_of_turn_token_even_though_pad_is_eos(tiny_model_dir, train_file, tmp_path):
+    """The pad = eos trap (open-r1 #492): a collator that masks labels by token id would hide the EOS, and the
+    student would never learn to stop. The tiny tokenizer pads with its EOS, <|im_end|>, on purpose."""
+    from trl import SFTTrainer
+
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the trap is set
+    args = SFTConfig(output_dir=str(tmp_path / "o"), per_device_train_batch_size=4, report_to=[], use_cpu=True,
+                     bf16=False, max_length=1024)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(train_file), processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    lengths = batch["attention_mask"].sum(dim=1)
+    assert len(set(lengths.tolist())) > 1, "rows of different lengths, so some are padded"
+    for labels, ids, n in zip(batch["labels"], batch["input_ids"], lengths):
+        trained = labels[labels != -100]
+        assert trained.numel() > 0
+        # the assistant turn's <|im_end|> is a trained label (the chat template adds a newline after it) ...
+        assert tokenizer.eos_token_id in trained[-3:].tolist(), tokenizer.decode(trained[-5:])
+        # ... and the padding after the row is not
+        assert (labels[int(n):] == -100).all() and (ids[int(n):] == tokenizer.pad_token_id).all()
