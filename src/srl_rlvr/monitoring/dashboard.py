@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from srl_rlvr.core.plotting import headless_pyplot
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.monitoring.panels import Panel, all_panels
 
@@ -37,16 +38,10 @@ class Line:
     values: list[float]
 
 
-def headless_pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display on a server). srl_rlvr.pipelines.report has
-    the same helper, but monitoring sits below pipelines in the layering (tests/test_layers.py)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise UserInputError("the HTML dashboard needs matplotlib: pip install matplotlib") from exc
+def _pyplot():
+    plt = headless_pyplot()
+    if plt is None:
+        raise UserInputError("the HTML dashboard needs matplotlib: pip install matplotlib")
     return plt
 
 
@@ -175,7 +170,7 @@ def render(prometheus_url: str, out_dir: Path, window_s: int = 3600, step_s: int
     end = time.time()
     start = end - window_s
     out_dir = Path(out_dir)
-    plt = headless_pyplot()
+    plt = _pyplot()
     sections: dict[str, list[str]] = {}
     counts = {"panels": 0, "empty": 0}
     with httpx.Client(timeout=30.0) as client:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from srl_rlvr.core.plotting import headless_pyplot
 from srl_rlvr.eval import summary
 from srl_rlvr.ops.failures import collect_recoveries
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST
@@ -156,17 +157,6 @@ def plot_accuracy(summaries: dict[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
-
-
-def headless_pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display on a training box
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
 
 
 # --- markdown ------------------------------------------------------------------------------------------

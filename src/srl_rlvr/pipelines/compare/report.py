@@ -84,7 +84,7 @@ def render_markdown(result: dict[str, Any], image_links: dict[str, str]) -> str:
 # --- plots ---------------------------------------------------------------------------------------------
 def plot_reward_curves(result: dict[str, Any], path: Path) -> bool:
     """One panel per stage kind (SRL reward, RLVR reward, SFT loss); one line per arm, x = the arm's step."""
-    from srl_rlvr.pipelines.report import headless_pyplot
+    from srl_rlvr.core.plotting import headless_pyplot
 
     plt = headless_pyplot()
     panels: dict[str, list[tuple[str, list[int], list[float]]]] = {"srl": [], "rlvr": [], "sft": []}
@@ -119,7 +119,7 @@ def plot_reward_curves(result: dict[str, Any], path: Path) -> bool:
 
 def plot_accuracy(result: dict[str, Any], path: Path) -> bool:
     """Greedy accuracy per arm, one bar per eval set."""
-    from srl_rlvr.pipelines.report import headless_pyplot
+    from srl_rlvr.core.plotting import headless_pyplot
 
     plt = headless_pyplot()
     sets, arms = list(result["eval_sets"]), list(result["arms"].values())
