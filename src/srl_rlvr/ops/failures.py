@@ -297,39 +297,69 @@ def backoff_delays(policy: FailurePolicy) -> list[float]:
     return [min(policy.backoff_s * 2 ** i, policy.backoff_max_s) for i in range(policy.transient_retries)]
 
 
+class HTTPStatusFailure(Exception):
+    """An HTTP error status from a remote endpoint (a model upstream, a teacher), with the server's
+    ``Retry-After`` in seconds when it sent one."""
+
+    def __init__(self, status: int, text: str, retry_after: float | None = None):
+        self.status, self.text, self.retry_after = status, text, retry_after
+        super().__init__(f"HTTP {status}")
+
+
+def is_transient_http(exc: BaseException) -> bool:
+    """A failure worth retrying: HTTP 408/425/429/5xx, or a connect/read error or timeout (not misuse)."""
+    import httpx
+
+    if isinstance(exc, HTTPStatusFailure):
+        return exc.status in TRANSIENT_STATUS
+    return isinstance(exc, httpx.TransportError)
+
+
+def retry_after_hint(exc: BaseException) -> float | None:
+    """The server's Retry-After of an HTTPStatusFailure (a ``wait_hint`` for the retry functions)."""
+    return exc.retry_after if isinstance(exc, HTTPStatusFailure) else None
+
+
 class TransientFailure(Exception):
     """A remote call still failing after every retry."""
 
 
+WaitHint = Callable[[BaseException], "float | None"]
+
+
 def _next_delay(delays: list[float], attempt: int, exc: Exception, what: str,
                 is_transient: Callable[[BaseException], bool],
-                on_retry: Callable[[int, BaseException], None] | None) -> float:
-    """How long to wait before retrying after ``exc`` on ``attempt`` (0-based); raises when not to retry."""
+                on_retry: Callable[[int, BaseException], None] | None, wait_hint: WaitHint | None) -> float:
+    """How long to wait before retrying after ``exc`` on ``attempt`` (0-based); raises when not to retry.
+    ``wait_hint(exc)``, when it gives a number (a server's Retry-After), replaces the backoff wait."""
     if not is_transient(exc):
         raise exc
     if attempt == len(delays):
         raise TransientFailure(f"{what}: still failing after {attempt} retries: {exc}") from exc
     if on_retry is not None:
         on_retry(attempt + 1, exc)
-    return delays[attempt]
+    hinted = wait_hint(exc) if wait_hint is not None else None
+    return delays[attempt] if hinted is None else hinted
 
 
 def retry_transient(call: Callable[[], T], what: str, policy: FailurePolicy,
                     is_transient: Callable[[BaseException], bool], sleep: Callable[[float], None] = time.sleep,
-                    on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+                    on_retry: Callable[[int, BaseException], None] | None = None,
+                    wait_hint: WaitHint | None = None) -> T:
     """``call()``, retried with exponential backoff while it fails transiently; then a clear TransientFailure."""
     delays = backoff_delays(policy)
     for attempt in range(len(delays) + 1):
         try:
             return call()
         except Exception as exc:
-            sleep(_next_delay(delays, attempt, exc, what, is_transient, on_retry))
+            sleep(_next_delay(delays, attempt, exc, what, is_transient, on_retry, wait_hint))
     raise AssertionError("unreachable")
 
 
 async def retry_transient_async(call: Callable[[], Any], what: str, policy: FailurePolicy,
                                  is_transient: Callable[[BaseException], bool],
-                                 on_retry: Callable[[int, BaseException], None] | None = None) -> Any:
+                                 on_retry: Callable[[int, BaseException], None] | None = None,
+                                 wait_hint: WaitHint | None = None) -> Any:
     """The asyncio twin of :func:`retry_transient` (``call`` returns an awaitable)."""
     import asyncio
 
@@ -338,7 +368,7 @@ async def retry_transient_async(call: Callable[[], Any], what: str, policy: Fail
         try:
             return await call()
         except Exception as exc:
-            await asyncio.sleep(_next_delay(delays, attempt, exc, what, is_transient, on_retry))
+            await asyncio.sleep(_next_delay(delays, attempt, exc, what, is_transient, on_retry, wait_hint))
     raise AssertionError("unreachable")
 
 

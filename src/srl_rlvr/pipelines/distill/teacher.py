@@ -6,9 +6,9 @@ flight (an asyncio.Semaphore, held per attempt, so a request waiting to retry fr
 
 Failures:
 
-* transient (connection errors, timeouts, HTTP 408/425/429/5xx, :data:`srl_rlvr.ops.failures.TRANSIENT_STATUS`):
-  retried ``policy.transient_retries`` times after the waits of
-  :func:`srl_rlvr.ops.failures.backoff_delays` (exponential backoff); a ``Retry-After: <seconds>`` header on
+* transient (connection errors, timeouts, HTTP 408/425/429/5xx: :func:`srl_rlvr.ops.failures.is_transient_http`):
+  retried ``policy.transient_retries`` times by :func:`srl_rlvr.ops.failures.retry_transient_async`
+  (exponential backoff); a ``Retry-After: <seconds>`` header on
   the failed response replaces that retry's wait (capped at :data:`MAX_RETRY_AFTER_S`). Still failing: the
   request raises :class:`TeacherDown`, a one-line UserInputError naming the URL.
 * a request the teacher refuses as such (HTTP 400, 413, 422: a prompt over the context, a bad parameter) or a
@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from srl_rlvr.errors import UserInputError
-from srl_rlvr.ops.failures import TRANSIENT_STATUS, FailurePolicy, backoff_delays
+from srl_rlvr.ops.failures import (
+    FailurePolicy,
+    HTTPStatusFailure,
+    TransientFailure,
+    is_transient_http,
+    retry_after_hint,
+    retry_transient_async,
+)
 
 PER_REQUEST_STATUS = frozenset({400, 413, 422})  # this request is refused; the next one may be fine
 MAX_RETRY_AFTER_S = 300.0
@@ -60,12 +67,11 @@ class TeacherRefused(UserInputError):
     """The teacher refused in a way every request would be refused (wrong key, model or URL)."""
 
 
-class TeacherStatus(Exception):
-    """An HTTP error status from the teacher."""
+class TeacherStatus(HTTPStatusFailure):
+    """An HTTP error status from the teacher (its message says what the teacher said)."""
 
-    def __init__(self, status: int, text: str, retry_after: float | None = None):
-        self.status, self.text, self.retry_after = status, text, retry_after
-        super().__init__(f"HTTP {status}: {_message(text, status)}")
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {_message(self.text, self.status)}"
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -95,14 +101,6 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if seconds == seconds else None  # NaN is no number
-
-
-def is_transient(exc: BaseException) -> bool:
-    import httpx
-
-    if isinstance(exc, TeacherStatus):
-        return exc.status in TRANSIENT_STATUS
-    return isinstance(exc, httpx.TransportError)  # connect/read errors and timeouts, not protocol misuse
 
 
 def reply_from_body(body: Any) -> TeacherReply:
@@ -182,27 +180,26 @@ class Teacher:
                        headers: dict[str, str] | None = None) -> TeacherReply:
         """One completion; see the module docstring for what each failure becomes."""
         body = self.body(messages, temperature, max_tokens)
-        delays = backoff_delays(self.policy)
-        for attempt in range(len(delays) + 1):
-            try:
-                return await self._once(body, headers or {})
-            except Exception as exc:
-                if isinstance(exc, TeacherStatus) and exc.status in PER_REQUEST_STATUS:
-                    return TeacherReply(error=f"{exc}")
-                if not is_transient(exc):
-                    if isinstance(exc, TeacherStatus):
-                        raise TeacherRefused(f"teacher {self.url} refused the request: {exc}") from None
-                    if _is_http_error(exc):  # redirects, undecodable bodies: no retry makes them right
-                        raise TeacherRefused(f"teacher {self.url}: {_one_line(_describe(exc))}") from None
-                    raise
-                if attempt == len(delays):
-                    raise TeacherDown(f"teacher {self.url} is unreachable: still failing after {attempt} "
-                                      f"retries: {_one_line(_describe(exc))}") from None
-                self.retries += 1
-                wait = exc.retry_after if isinstance(exc, TeacherStatus) and exc.retry_after is not None \
-                    else delays[attempt]
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+
+        def count_retry(_attempt: int, _exc: BaseException) -> None:
+            self.retries += 1
+
+        try:
+            return await retry_transient_async(lambda: self._once(body, headers or {}), f"teacher {self.url}",
+                                               self.policy, is_transient_http, on_retry=count_retry,
+                                               wait_hint=retry_after_hint)
+        except TransientFailure as failure:
+            attempts = self.policy.transient_retries
+            raise TeacherDown(f"teacher {self.url} is unreachable: still failing after {attempts} "
+                              f"retries: {_one_line(_describe(failure.__cause__))}") from None
+        except TeacherStatus as exc:
+            if exc.status in PER_REQUEST_STATUS:
+                return TeacherReply(error=f"{exc}")
+            raise TeacherRefused(f"teacher {self.url} refused the request: {exc}") from None
+        except Exception as exc:
+            if _is_http_error(exc):  # redirects, undecodable bodies: no retry makes them right
+                raise TeacherRefused(f"teacher {self.url}: {_one_line(_describe(exc))}") from None
+            raise
 
 
 def _is_http_error(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.ops.failures import HTTPStatusFailure, is_transient_http
 from srl_rlvr.serving.backends import register_backend
 from srl_rlvr.serving.backends.base import Backend, Finished, GenerationEvent, Prompt, SamplingParams, TextDelta
 from srl_rlvr.serving.errors import APIError
@@ -62,7 +63,7 @@ class UpstreamClient:
         from srl_rlvr.ops.failures import TransientFailure, retry_transient_async
 
         try:
-            return await retry_transient_async(call, f"upstream {self.api_root}", self.policy, _transient,
+            return await retry_transient_async(call, f"upstream {self.api_root}", self.policy, is_transient_http,
                                                on_retry=self._count_retry)
         except TransientFailure as exc:
             raise self.failed(exc.__cause__) from None
@@ -133,27 +134,13 @@ class UpstreamClient:
                         "upstream_unreachable")
 
 
-class UpstreamStatus(Exception):
+class UpstreamStatus(HTTPStatusFailure):
     """An HTTP error status from the upstream (transient when 408, 425, 429 or 5xx)."""
-
-    def __init__(self, status: int, text: str):
-        self.status, self.text = status, text
-        super().__init__(f"HTTP {status}")
 
 
 def _raise_for_status(status: int, text: str) -> None:
     if status >= 400:
         raise UpstreamStatus(status, text)
-
-
-def _transient(exc: BaseException) -> bool:
-    import httpx
-
-    from srl_rlvr.ops.failures import TRANSIENT_STATUS
-
-    if isinstance(exc, UpstreamStatus):
-        return exc.status in TRANSIENT_STATUS
-    return isinstance(exc, httpx.TransportError)  # connect/read errors and timeouts, not protocol misuse
 
 
 def upstream_error(status: int, text: str) -> APIError:
