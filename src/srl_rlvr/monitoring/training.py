@@ -105,9 +105,9 @@ class TrainingExporter:
         self.write()
 
     def set_recoveries(self, entries: list[dict[str, Any]]) -> None:
-        counts: dict[str, int] = {}
-        for entry in entries:
-            counts[entry["reason"]] = counts.get(entry["reason"], 0) + 1
+        from srl_rlvr.ops.failures import counts_by_reason
+
+        counts = counts_by_reason(entries)
         for reason, count in counts.items():
             grown = count - self._recovery_counts.get(reason, 0)
             if grown > 0:

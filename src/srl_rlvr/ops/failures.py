@@ -45,8 +45,6 @@ from srl_rlvr.errors import UserInputError
 
 RECOVERIES = "recoveries.json"
 TRAINED_SAMPLES = "trained_samples.json"
-METRICS_TEXTFILE = "metrics.prom"
-RECOVERIES_METRIC = "srl_rlvr_training_recoveries"  # prometheus_client appends _total to a counter
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a complete checkpoint was saved; rerun with --resume
 EXIT_DISK_FULL = 74  # EX_IOERR: nothing half-written was left; free space, rerun with --resume
 FAULT_KINDS = ("nan", "oom", "sigterm", "enospc", "kill")
@@ -156,12 +154,12 @@ class Recovery:
 
 
 class RecoveryLog:
-    """A stage folder's ``recoveries.json`` plus its Prometheus text file; kept across resumes."""
+    """A stage folder's ``recoveries.json``; kept across resumes. ``on_change`` (the stage's TrainingExporter)
+    turns the entries into the ``srl_rlvr_training_recoveries_total`` counter of ``metrics.prom``."""
 
     def __init__(self, folder: Path, stage: str):
         self.folder, self.stage = Path(folder), stage
         self.entries: list[dict[str, Any]] = read_recoveries(self.folder)
-        # set by the stage runner when a TrainingExporter owns metrics.prom (it then counts recoveries)
         self.on_change: Callable[[list[dict[str, Any]]], None] | None = None
 
     def record(self, recovery: Recovery) -> None:
@@ -172,27 +170,21 @@ class RecoveryLog:
         write_json(self.folder / RECOVERIES, {"stage": self.stage, "recoveries": self.entries})
         if self.on_change is not None:
             self.on_change(self.entries)
-        else:
-            write_metrics_textfile(self.folder / METRICS_TEXTFILE, self.entries)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for entry in self.entries:
-            out[entry["reason"]] = out.get(entry["reason"], 0) + 1
-        return out
+        return counts_by_reason(self.entries)
 
 
-def write_metrics_textfile(path: Path, entries: list[dict[str, Any]]) -> None:
-    """``srl_rlvr_training_recoveries_total{reason,stage}`` in the Prometheus text format, written atomically."""
-    from prometheus_client import CollectorRegistry, write_to_textfile
+def counts_by_reason(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """How many recoveries of each kind.
 
-    from srl_rlvr.monitoring.catalog import build
-
-    registry = CollectorRegistry()
-    counter = build(RECOVERIES_METRIC, registry)
+    >>> counts_by_reason([{"reason": "nan"}, {"reason": "oom"}, {"reason": "nan"}])
+    {'nan': 2, 'oom': 1}
+    """
+    out: dict[str, int] = {}
     for entry in entries:
-        counter.labels(reason=entry["reason"], stage=entry.get("stage", "")).inc()
-    write_to_textfile(str(path), registry)
+        out[entry["reason"]] = out.get(entry["reason"], 0) + 1
+    return out
 
 
 def read_recoveries(stage_dir: Path) -> list[dict[str, Any]]:

@@ -25,8 +25,9 @@ from typing import Any
 from srl_rlvr.core.console import SINGLE, Ranks, say
 from srl_rlvr.core.io import folder_digest, read_json, write_json
 from srl_rlvr.errors import UserInputError
+from srl_rlvr.monitoring.training import TEXTFILE as METRICS_TEXTFILE
 from srl_rlvr.ops.checkpoints import CheckpointSettings, checkpoint_dirs, clear_staging, newest_valid, scan
-from srl_rlvr.ops.failures import METRICS_TEXTFILE, RECOVERIES, TRAINED_SAMPLES
+from srl_rlvr.ops.failures import RECOVERIES, TRAINED_SAMPLES
 from srl_rlvr.registry.manifest import FINAL
 
 DONE = "_DONE.json"
