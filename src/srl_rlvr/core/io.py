@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 
-def file_digest(path: str | Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """The full sha256 (hex) of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """A short content digest (the first 16 hex of the sha256), for config hashes and names."""
+    return sha256_file(path)[:16]
 
 
 def folder_digest(path: str | Path, ignore: tuple[str, ...] = ()) -> str:

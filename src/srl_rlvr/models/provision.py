@@ -11,7 +11,6 @@ Training needs plain float weights, so the first use converts it once into a Hug
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from srl_rlvr.core.io import sha256_file
 from srl_rlvr.errors import UserInputError
 
 EMBEDDED_DEFAULT = "smollm2-135m"
@@ -66,14 +66,6 @@ def find_embedded_gguf() -> Path:
     return gguf
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
@@ -99,7 +91,7 @@ def is_prepared(folder: Path, gguf: Path) -> bool:
         return False
     if source.get("mtime_ns") == stat.st_mtime_ns:
         return True
-    return source.get("sha256") == _sha256(gguf)
+    return source.get("sha256") == sha256_file(gguf)
 
 
 def _progress(message: str) -> None:
@@ -209,7 +201,7 @@ def _write_manifest(out_dir: Path, gguf: Path) -> None:
     stat = gguf.stat()
     manifest = {
         "format": MANIFEST_FORMAT,
-        "source": {"path": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(gguf)},
+        "source": {"path": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(gguf)},
         # Provenance only: a folder saved by one transformers 5.x loads in the others, so no rebuild.
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,

@@ -19,7 +19,6 @@ newest valid one nor the best by ``best_metric``, and removes invalid ones older
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from srl_rlvr.core.console import say
-from srl_rlvr.core.io import read_json
+from srl_rlvr.core.io import read_json, sha256_file
 
 COMPLETE = "COMPLETE"
 STAGING = ".staging"
@@ -87,14 +86,6 @@ def checkpoint_dirs(out: Path) -> list[Path]:
         return []
     found = [p for p in out.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
     return sorted(found, key=lambda p: checkpoint_step(p) or 0)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from srl_rlvr.core.io import read_json
+from srl_rlvr.core.io import read_json, sha256_file
 from srl_rlvr.data.loaders.jsonl import load_jsonl
 from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
@@ -291,17 +291,11 @@ def _close_tracking(trainer) -> None:
 
 def data_sha256(*paths: str | Path) -> dict[str, str]:
     """File name -> full sha256 of each training data file (the lineage the registry records)."""
-    import hashlib
-
     out = {}
     for path in paths:
         if str(path) == "champ" or not Path(path).is_file():
             continue
-        digest = hashlib.sha256()
-        with Path(path).open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-        out[Path(path).name] = digest.hexdigest()
+        out[Path(path).name] = sha256_file(path)
     return out
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srl_rlvr.core.io import sha256_file
 from srl_rlvr.data.loaders.jsonl import iter_json_objects, required_text
 from srl_rlvr.data.schema import Trajectory
 from srl_rlvr.errors import InvalidRecord, UserInputError
@@ -145,14 +146,6 @@ def read_problems(path: Path) -> list[Problem]:
 
 
 # --- outputs -----------------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
