@@ -56,7 +56,7 @@ class Registry:
 
     def _record(self, action: str, name: str, version: str | None, *, reason: str = "", alias: str | None = None,
                 details: dict | None = None, actor: str | None = None) -> None:
-        self.verify_audit()
+        # every change verified the log (with its head) before touching the backend; append checks the chain
         self.audit.append(action, name, version, actor=actor, reason=reason, alias=alias, details=details)
         count, digest = self.audit.head()
         self.backend.set_meta(AUDIT_HEAD, f"{count}:{digest}")
