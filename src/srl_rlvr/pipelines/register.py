@@ -75,7 +75,7 @@ def register_run(config: Any, out: Path, models: dict[str, str], base_model: str
         if existing is not None and _same(existing, source, lineage.eval_set_digest, lineage.eval_metrics):
             versions[label] = existing
             continue
-        versions[label] = registry.register(name, folder, metrics, stage="base" if label == "base" else None)
+        versions[label] = registry.register(name, folder, lineage=lineage)
     result: dict[str, Any] = {"uri": uri, "name": name, "eval_set": headline, "audit_log": str(registry.audit.path)}
     if section.promote:
         if section.promote not in versions:

@@ -19,6 +19,7 @@ from pathlib import Path
 from srl_rlvr.registry.audit import AuditLog
 from srl_rlvr.registry.base import (
     CHAMPION,
+    Lineage,
     RegistryBackend,
     RegistryError,
     check_alias,
@@ -63,10 +64,11 @@ class Registry:
 
     # --- changes ---------------------------------------------------------------------------------------
     def register(self, name: str, model_dir: str | Path, eval_metrics: str | Path | None = None,
-                 stage: str | None = None, actor: str | None = None):
+                 stage: str | None = None, actor: str | None = None, lineage: Lineage | None = None):
+        """A new candidate version; ``lineage`` when the caller already read it (else from the folder)."""
         check_name(name)
         self.verify_audit()  # before the backend changes, so a tampered log blocks the change itself
-        lineage = lineage_of(model_dir, eval_metrics, stage)
+        lineage = lineage or lineage_of(model_dir, eval_metrics, stage)
         version = self.backend.register(name, str(Path(model_dir).resolve()), lineage)
         self._record("register", name, version.version, actor=actor,
                      details={"source": version.source, "stage": lineage.stage, "kind": lineage.kind,
