@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint setup system-deps clean
+.PHONY: demo test test-slow lint setup system-deps tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,11 +20,20 @@ setup: $(BIN)/.installed
 system-deps:
 	./.ci/system-deps.sh
 
+# checkov in a virtualenv of its own: it pins boto3, packaging (<24) and networkx (<2.7), which the project's
+# own dependencies (pytest, moto, torch) cannot share
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q "checkov==3.3.30"
+
+tools: $(CHECKOV_VENV)/bin/checkov
+
 demo: $(BIN)/.installed
 	$(BIN)/srl-rlvr demo --out out/demo
 
-test: $(BIN)/.installed system-deps
-	$(BIN)/python -m pytest -q
+test: $(BIN)/.installed system-deps tools
+	SRL_RLVR_REQUIRE_TOOLS=1 $(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench scripts
@@ -33,4 +42,4 @@ test-slow: $(BIN)/.installed system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) out .pytest_cache

@@ -17,8 +17,9 @@ from srl_rlvr.pipelines.config import (
 from srl_rlvr.tiers import TIERS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-# Pipeline configs only: serve.yaml and route-*.yaml have their own schemas, loaded by tests/serving and tests/routing.
-NOT_PIPELINE = {"serve.yaml", "route-cpu.yaml"}
+# Pipeline configs only: serve.yaml, route-*.yaml and the loop's have their own schemas, loaded by tests/serving,
+# tests/routing and tests/loop.
+NOT_PIPELINE = {"serve.yaml", "route-cpu.yaml", "loop-cpu.yaml", "loop-route-cpu.yaml"}
 SHIPPED = (sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_PIPELINE)
            + sorted(TIERS_DIR.glob("*.yaml")))
 

@@ -83,7 +83,48 @@ def _metric(client: TestClient, metric: str, **labels) -> float:
 
 def test_models_lists_the_router_and_the_cascade(client):
     ids = {m["id"] for m in client.get("/v1/models", headers={"Authorization": f"Bearer {RICH}"}).json()["data"]}
-    assert ids == {TINY, "router-t-0.5", "cascade-t"}
+    assert ids == {TINY, "router-t-0.5", "cascade-t", "tier-t-small", "tier-t-teacher"}
+
+
+def test_a_tier_asked_by_name_answers_alone_and_logs_no_escalation(client, routed):
+    log = routed[1]
+    before = log.read_text(encoding="utf-8") if log.exists() else ""
+    reply = _ask(client, "tier-t-teacher", HARD)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model"] == "tier-t-teacher"
+    assert reply.json()["choices"][0]["message"]["content"] == solve_demo_completion(HARD)
+    assert reply.headers["x-srl-rlvr-tier"] == "teacher" and reply.headers["x-srl-rlvr-simulated"] == "true"
+    assert float(reply.headers["x-srl-rlvr-cost-usd"]) > 0
+    assert (log.read_text(encoding="utf-8") if log.exists() else "") == before
+    small = _ask(client, "tier-t-small", EASY)  # the served model's own backend, same greedy text
+    assert small.status_code == 200
+    assert small.json()["choices"][0]["message"]["content"] == \
+        _ask(client, TINY, EASY).json()["choices"][0]["message"]["content"]
+    cards = {m["id"]: m for m in client.get("/v1/models", headers={"Authorization": f"Bearer {RICH}"}).json()["data"]}
+    assert cards["tier-t-teacher"]["simulated"] is True and cards["tier-t-small"]["simulated"] is False
+
+
+def test_a_refitted_predictor_file_is_loaded_without_a_restart(tiny_model_dir, tmp_path):
+    import os
+
+    config = _write_config(tmp_path / "route.yaml", {
+        "small": {"backend": "hf", "model": str(tiny_model_dir), "expected_output_tokens": 8,
+                  "cost": {"usd_per_mtok_input": 0.0, "usd_per_mtok_output": SMALL_PRICE}},
+        "teacher": _teacher()})
+    prompts = [r["problem"] for r in TRAIN]
+    path = QualityPredictor.fit(prompts, {"small": [1.0] * len(prompts)}).save(tmp_path / "predictor.json")
+    settings = tiny_settings(tiny_model_dir, routing={"config": str(config), "predictor": str(path)})
+    with TestClient(create_app(settings)) as c:
+        card = c.get("/v1/models").json()["data"][1]
+        first = card["predictor"]["sha256"]
+        assert card["id"] == "router-t-0.5" and card["predictor"]["path"] == str(path)
+        assert _ask(c, "router-t-0.5", HARD).headers["x-srl-rlvr-tier"] == "small"  # the small tier "solves all"
+        QualityPredictor.fit(prompts, {"small": [0.0] * len(prompts)}).save(path)  # refit: it solves none
+        os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000))
+        assert _ask(c, "router-t-0.5", HARD).headers["x-srl-rlvr-tier"] == "teacher"
+        assert c.get("/v1/models").json()["data"][1]["predictor"]["sha256"] not in (None, first)
+        path.write_text("{not json", encoding="utf-8")  # a broken refit keeps the last good predictor
+        assert _ask(c, "router-t-0.5", HARD).headers["x-srl-rlvr-tier"] == "teacher"
 
 
 def test_router_answers_from_the_served_model_with_tier_headers(client):

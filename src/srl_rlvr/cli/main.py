@@ -33,6 +33,7 @@ def _register() -> None:
     from srl_rlvr.cli.demo import demo_command
     from srl_rlvr.cli.distill import distill_command
     from srl_rlvr.cli.eval import eval_command
+    from srl_rlvr.cli.loop import loop_command
     from srl_rlvr.cli.models import models_group
     from srl_rlvr.cli.monitor import monitor_group
     from srl_rlvr.cli.registry import registry_group
@@ -56,6 +57,7 @@ def _register() -> None:
     cli.add_command(monitor_group)
     cli.add_command(checkpoints_group)
     cli.add_command(distill_command)
+    cli.add_command(loop_command)
 
 
 _register()

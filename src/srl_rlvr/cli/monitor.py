@@ -36,15 +36,23 @@ def catalog_command() -> None:
 @monitor_group.command("generate")
 @click.option("--out", "out_dir", default="infra/monitoring", show_default=True,
               help="Folder for prometheus/, grafana/ and cloudwatch/.")
-def generate_command(out_dir: str) -> None:
+@click.option("--terraform", "terraform_dir", default=None, metavar="DIR",
+              help="Also write DIR/monitoring.tf (the CloudWatch alarms and dashboard as Terraform), "
+                   "e.g. infra/terraform.")
+def generate_command(out_dir: str, terraform_dir: str | None) -> None:
     """Write the alert rules (and their promtool tests), Grafana dashboards and CloudWatch definitions."""
     from srl_rlvr.monitoring.cloudwatch import write_definitions
     from srl_rlvr.monitoring.grafana import write_dashboards
     from srl_rlvr.monitoring.rules import write_rules
 
     out = Path(out_dir)
-    for path in [*write_rules(out / "prometheus"), *write_dashboards(out / "grafana"),
-                 *write_definitions(out / "cloudwatch")]:
+    paths = [*write_rules(out / "prometheus"), *write_dashboards(out / "grafana"),
+             *write_definitions(out / "cloudwatch")]
+    if terraform_dir:
+        from srl_rlvr.monitoring.terraform import write_terraform
+
+        paths.append(write_terraform(Path(terraform_dir)))
+    for path in paths:
         click.echo(f"wrote {path}")
 
 

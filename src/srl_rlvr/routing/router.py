@@ -81,6 +81,11 @@ class Router:
         return Router(self.tiers, self.predictor, threshold, self.name, self.task, self.budgets, self.health,
                       self.num_retries, self.on_over_budget)
 
+    def with_predictor(self, predictor: QualityPredictor | None) -> "Router":
+        """The same router (threshold, tiers, and the shared spend and health) with a refitted predictor."""
+        return Router(self.tiers, predictor, self.threshold, self.name, self.task, self.budgets, self.health,
+                      self.num_retries, self.on_over_budget)
+
     # --- deciding -------------------------------------------------------------------------------
     def qualities(self, prompt: str, task: str | None = None) -> dict[str, float]:
         """Predicted P(correct) per tier: the predictor where it knows the tier, else the tier's eval quality."""

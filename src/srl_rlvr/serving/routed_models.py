@@ -3,10 +3,16 @@
     srl-rlvr serve --model smollm2-135m --route-config configs/route-cpu.yaml \\
         --predictor out/route_eval/predictor.json --escalation-log out/escalations.jsonl
 
-adds ``router-<name>-<threshold>`` (any threshold in [0, 1]) and ``cascade-<name>`` to the catalog. A
-request for one runs :meth:`Router.call` (fallbacks, retries, cooldowns, the key's budget) or
-:meth:`Cascade.run` in a worker thread; every tier call they make runs on the event loop through a
-serving backend, or in process for a tier that needs none (:mod:`srl_rlvr.serving.route_targets`).
+adds ``router-<name>-<threshold>`` (any threshold in [0, 1]), ``cascade-<name>`` and, for each tier,
+``tier-<name>-<tier>`` (that tier alone, e.g. the teacher ``srl-rlvr distill`` asks) to the catalog. A
+request for one runs :meth:`Router.call` (fallbacks, retries, cooldowns, the key's budget),
+:meth:`Cascade.run` or the one tier in a worker thread; every tier call they make runs on the event loop
+through a serving backend, or in process for a tier that needs none (:mod:`srl_rlvr.serving.route_targets`).
+
+The predictor file is **watched**: when ``--predictor``'s file changes (``srl-rlvr loop`` refits it), the
+next routed request loads it (the router keeps its spend and health state); ``/v1/models`` shows the
+loaded file's sha256 on the router's card. A file that no longer loads is logged and the old predictor
+kept.
 
 The router reads the *problem*: the last user message, or the problem inside it when it has the training
 layout (``Problem:\\n...\\n\\nSteps so far:``, :func:`srl_rlvr.prompts.full_problem_messages`). The answer
@@ -21,6 +27,7 @@ import asyncio
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +41,7 @@ from srl_rlvr.routing import (
     Router,
     Tier,
     build_cascade,
+    call_cost,
     is_router_model,
     load_route_config,
     load_router,
@@ -55,6 +63,7 @@ HEADER_ESCALATIONS = "x-srl-rlvr-escalations"  # cascade: how many times the req
 HEADER_VERIFIED = "x-srl-rlvr-verified"  # cascade: whether the returned answer passed the verifier
 HEADER_FAILED = "x-srl-rlvr-failed-tiers"  # router: tiers that failed before the answering one (when any)
 
+TIER_PREFIX = "tier-"  # tier-<router name>-<tier>: one tier of the route config, asked directly
 _FULL_PROBLEM = re.compile(r"^Problem:\n(?P<problem>.+?)\n\nSteps so far:\n", re.S)
 _ESCALATION_REASONS = {"format": "format", "agreement": "agreement", "task check failed": "task_check",
                        "no completions": "no_completions"}
@@ -72,6 +81,9 @@ class RoutingBridge:
         self.counters = RouteCounters(metrics.registry)
         self._zero_series()
         self.created = int(time.time())
+        self.predictor_path = settings.routing.predictor
+        self._predictor_stamp = _stamp(self.predictor_path)
+        self.predictor_digest = _digest(self.predictor_path)
         self.targets = TierTargets(settings, catalog, metrics, cooldown_s=router.health.cooldown_s)
         self._check_names()
         self.targets.check(router.tiers, config_path)
@@ -104,16 +116,43 @@ class RoutingBridge:
             for reason in ("budget_exceeded", "all_tiers_failed", "no_tier_available"):
                 c.rejected.labels(name, reason)
 
+    def tier_model_names(self) -> dict[str, Tier]:
+        """``tier-<router name>-<tier>`` -> that tier (one name per tier of the route config)."""
+        return {f"{TIER_PREFIX}{self.router.name}-{t.name}": t for t in self.router.tiers}
+
     def _check_names(self) -> None:
-        names = {self.router.model, self.cascade.name}
+        names = {self.router.model, self.cascade.name, *self.tier_model_names()}
         if self.settings.base_name in names or is_router_model(self.settings.base_name):
             raise UserInputError(f"served model name {self.settings.base_name!r} clashes with the routed names "
-                                 f"(router-..., {self.cascade.name})")
+                                 f"(router-..., {self.cascade.name}, tier-...)")
+
+    def reload_predictor(self) -> bool:
+        """Load the predictor file again when it changed since it was read; True when it did."""
+        stamp = _stamp(self.predictor_path)
+        if stamp is None or stamp == self._predictor_stamp:
+            return False
+        from srl_rlvr.routing.predictor import QualityPredictor
+
+        self._predictor_stamp = stamp
+        try:
+            predictor = QualityPredictor.load(self.predictor_path)
+        except UserInputError as exc:  # a half-written or foreign file: keep routing on the old one
+            log.warning("router %s: kept the old predictor: %s", self.router.name, exc)
+            return False
+        self.router = self.router.with_predictor(predictor)
+        self.predictor_digest = _digest(self.predictor_path)
+        log.info("router %s: loaded the refitted predictor %s (sha256 %s)", self.router.name, self.predictor_path,
+                 (self.predictor_digest or "")[:12])
+        return True
 
     # --- the catalog's hook ------------------------------------------------------------------------
     def resolve(self, name: str) -> Any:
+        self.reload_predictor()
         if name == self.cascade.name:
             return _CascadeModel(self)
+        tier = self.tier_model_names().get(name)
+        if tier is not None:
+            return _TierModel(self, tier, name)
         if not is_router_model(name):
             return None
         try:
@@ -123,8 +162,14 @@ class RoutingBridge:
         return _RouterModel(self, router, name)
 
     def cards(self) -> list[dict[str, Any]]:
-        return [{"id": name, "object": "model", "created": self.created, "owned_by": "srl-rlvr",
-                 "root": self.config_path, "parent": None} for name in (self.router.model, self.cascade.name)]
+        self.reload_predictor()
+        cards = [{"id": name, "object": "model", "created": self.created, "owned_by": "srl-rlvr",
+                  "root": self.config_path, "parent": None}
+                 for name in (self.router.model, self.cascade.name, *self.tier_model_names())]
+        cards[0]["predictor"] = {"path": self.predictor_path, "sha256": self.predictor_digest}
+        for card in cards[2:]:
+            card["simulated"] = self.tier_model_names()[card["id"]].simulated
+        return cards
 
     async def close(self) -> None:
         await self.targets.close()
@@ -232,6 +277,35 @@ class _CascadeModel:
         return targets.answered(cascade.name, result.tier, output, plans), headers
 
 
+class _TierModel:
+    """One tier of the route config, asked directly (no routing, no verifier, no escalation log)."""
+
+    def __init__(self, bridge: RoutingBridge, tier: Tier, name: str):
+        self.bridge, self.tier, self.name = bridge, tier, name
+
+    async def select(self, body: Any, catalog: ModelCatalog, api_key: str | None) -> tuple[Target, dict[str, str]]:
+        bridge, targets, tier = self.bridge, self.bridge.targets, self.tier
+        problem, messages = bridge.problem(body, self.name)
+        budgets = bridge.router.budgets
+        remaining = budgets.remaining(api_key)
+        needed = tier.estimated_cost(problem)
+        if remaining is not None and remaining < needed:
+            raise bridge.rejected(self.name, BudgetExceeded(api_key, budgets.spent(api_key),
+                                                            budgets.limit(api_key) or 0.0, tier.name, needed))
+        plans = await targets.plan([tier], messages, body)
+        answers: dict[str, list[TierOutput]] = {}
+        call_tier = targets.caller(plans, asyncio.get_running_loop(), answers)
+        try:
+            outputs = await asyncio.to_thread(call_tier, tier, problem, 1)
+        except Exception as exc:  # noqa: BLE001 - a failed tier call is the client's 502, as for the router
+            raise bridge.rejected(self.name, AllTiersFailed([(tier.name, str(exc))])) from None
+        cost = call_cost(tier, problem, outputs)
+        budgets.record(api_key, cost)
+        bridge.counters.cost.labels(self.name, tier.name).inc(max(0.0, float(cost)))
+        bridge.observe_budget(api_key)
+        return targets.answered(self.name, tier, answers[tier.name][0], plans), _tier_headers(tier, cost)
+
+
 class _Refused:
     """A routed-looking name that names no router here (or a bad threshold): its requests get ``error``."""
 
@@ -253,6 +327,23 @@ def escalation_steps(cascade: Cascade, result: CascadeResult) -> list[tuple[str,
         label = "error" if reason is None else _ESCALATION_REASONS.get(reason.split(":", 1)[0].strip(), "other")
         steps.append((order[i], order[i + 1], label))
     return steps
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        info = Path(path).stat() if path else None
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size) if info else None
+
+
+def _digest(path: str | None) -> str | None:
+    from srl_rlvr.core.io import sha256_file
+
+    try:
+        return sha256_file(path) if path else None
+    except OSError:
+        return None
 
 
 def _flag(value: bool) -> str:
