@@ -27,20 +27,26 @@ def load_all() -> dict[str, dict[str, Any]]:
     return {path.name: load(path.name) for path in sorted(TERRAFORM.glob("*.tf"))}
 
 
+def label(text: str) -> str:
+    """A block label or string literal as python-hcl2 8 gives it (``'"name"'``), without its quotes."""
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
 def unwrap(value: Any) -> Any:
-    """python-hcl2 wraps attribute values in one-element lists; take them out."""
+    """An attribute's value: python-hcl2 8 keeps a string literal's quotes (``'"Allow"'``); take them off.
+    (Older python-hcl2 wrapped values in one-element lists; those are taken out too.)"""
     while isinstance(value, list) and len(value) == 1 and isinstance(value[0], (list, str, int, float, bool)):
         value = value[0]
-    return value
+    return label(value) if isinstance(value, str) else value
 
 
 def blocks(parsed: dict[str, Any], kind: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(type, name): body} of every ``resource`` or ``data`` block."""
+    """{(type, name): body} of every ``resource`` or ``data`` block (labels without quotes)."""
     out = {}
     for block in parsed.get(kind, []):
         for rtype, named in block.items():
             for name, body in named.items():
-                out[(rtype, name)] = body
+                out[(label(rtype), label(name))] = body
     return out
 
 
@@ -48,7 +54,7 @@ def variable_defaults() -> dict[str, Any]:
     out = {}
     for block in load("variables.tf")["variable"]:
         for name, body in block.items():
-            out[name] = unwrap(body.get("default"))
+            out[label(name)] = unwrap(body.get("default"))
     return out
 
 
@@ -78,7 +84,7 @@ def references(prefix: str, kms_key_arn: str) -> dict[str, Any]:
     for block in load("iam.tf")["locals"]:
         for key in ("registry_groups_arn", "registry_packages_arn"):
             if key in block:
-                refs[f"local.{key}"] = render(unwrap(block[key]), refs)
+                refs[f"local.{key}"] = render(block[key], refs)
     return refs
 
 
@@ -110,9 +116,12 @@ def evaluate(expr: str, refs: dict[str, Any]) -> Any:
 
 
 def render(text: Any, refs: dict[str, Any]) -> Any:
-    """A template string with its ``${...}`` evaluated; a string that is one whole ``${expr}`` keeps expr's type."""
+    """A template string with its ``${...}`` evaluated; a string that is one whole ``${expr}`` keeps expr's type.
+    A quoted value (python-hcl2 8's string literal, ``'"a-${x}"'``) is the template inside the quotes."""
     if not isinstance(text, str):
         return text
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
     spans = _interpolations(text)
     if len(spans) == 1 and spans[0] == (0, len(text)):
         return evaluate(text[2:-1], refs)
@@ -145,7 +154,7 @@ def policy_document(name: str, refs: dict[str, Any]) -> dict[str, Any]:
     body = blocks(load("iam.tf"), "data")[("aws_iam_policy_document", name)]
     statements = []
     for st in body["statement"]:
-        out: dict[str, Any] = {"Effect": unwrap(st.get("effect", "Allow")),
+        out: dict[str, Any] = {"Effect": unwrap(st.get("effect", '"Allow"')),
                                "Action": _flat(st["actions"], refs), "Resource": _flat(st["resources"], refs)}
         if "sid" in st:
             out["Sid"] = unwrap(st["sid"])

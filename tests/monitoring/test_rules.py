@@ -30,6 +30,9 @@ CHECKED_IN = ROOT / "infra" / "monitoring" / "prometheus"
 FILES = ("alerts.yml", "alerts_test.yml", "vllm_compat.yml", "prometheus.yml", "alertmanager.yml")
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
+# The sections of every docs/playbooks/<AlertName>.md, in this order (tests/monitoring/test_playbooks.py checks
+# their content).
+PLAYBOOK_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Verification", "Rollback")
 
 
 def tool(path: str | None, name: str) -> str:
@@ -96,7 +99,8 @@ def test_every_alert_has_for_severity_annotations_and_a_playbook():
         playbook = ROOT / "docs" / "playbooks" / f"{name}.md"
         assert playbook.exists(), f"{playbook} is missing"
         text = playbook.read_text(encoding="utf-8")
-        assert "## What it means" in text and "## First checks" in text, playbook
+        outside_code = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+        assert re.findall(r"^## (.+?)\s*$", outside_code, re.M) == list(PLAYBOOK_SECTIONS), playbook
 
 
 def test_the_issue_s_alerts_are_all_there_with_the_tier_targets():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from srl_rlvr.errors import UserInputError
@@ -34,6 +36,7 @@ class FixedQuality:
 
     def __init__(self, table):
         self.table = table
+        self.models = {tier for qualities in table.values() for tier in qualities}  # the tiers it "fitted"
 
     def predict(self, prompt):
         return self.table.get(prompt, self.table.get("*"))
@@ -72,9 +75,10 @@ def test_policy_skips_tiers_predicted_slower_than_their_slo():
 
 
 def test_route_uses_predictor_then_tier_quality_and_names_the_model():
-    router = Router(TIERS, FixedQuality({"easy": {"small": 0.9}, "*": {"small": 0.1}}), threshold=0.5, name="cb")
     big_quality = Tier("big", "openai", "m-big", TierCost(3.0, 15.0), quality={"math": 0.97})
-    router.tiers = [SMALL, big_quality]
+    router = Router([SMALL, big_quality], FixedQuality({"easy": {"small": 0.9}, "*": {"small": 0.1}}), threshold=0.5,
+                    name="cb")
+    assert router.on_prior == ("big",)  # the predictor has no model for it: its prior, counted by the server
     d = router.route("easy")
     assert d.tier.name == "small" and d.predicted_quality == 0.9 and d.model == "router-cb-0.5"
     assert d.est_cost == pytest.approx(SMALL.estimated_cost("easy"))
@@ -142,12 +146,20 @@ def test_budget_resets_after_its_period():
     assert book.remaining("k") == pytest.approx(1.0)
 
 
+def test_predictor_tiers_must_match_the_config_and_no_tier_falls_back_to_zero():
+    with pytest.raises(UserInputError, match=r"fitted on tier\(s\) gold, which the route config does not have"):
+        Router([SMALL, BIG], FixedQuality({"*": {"small": 0.5, "big": 0.9, "gold": 0.99}}))
+    with pytest.raises(UserInputError, match=r"tier\(s\) big: no predictor model and no quality prior"):
+        Router([SMALL, BIG], FixedQuality({"*": {"small": 0.5}}))  # big: neither -> no silent 0.0
+    assert Router([SMALL, BIG], FixedQuality({"*": {"small": 0.5, "big": 0.9}})).on_prior == ()
+
+
 def test_model_names_round_trip_and_resolve():
     assert parse_router_model(format_router_model("my-router", 0.25)) == ("my-router", 0.25)
     for bad in ("router-cb", "gpt-4", "router-cb-1.5", "router--0.5"):
         with pytest.raises(UserInputError):
             parse_router_model(bad)
-    base = Router([SMALL, BIG], None, 0.5, name="cb")
+    base = Router([replace(SMALL, quality={"math": 0.3}), replace(BIG, quality={"math": 0.9})], None, 0.5, name="cb")
     r = resolve_router_model("router-cb-0.8", {"cb": base})
     assert r.threshold == 0.8 and r.health is base.health and r.budgets is base.budgets
     with pytest.raises(UserInputError, match="no router named 'xx'"):

@@ -125,6 +125,9 @@ def test_a_refitted_predictor_file_is_loaded_without_a_restart(tiny_model_dir, t
         assert c.get("/v1/models").json()["data"][1]["predictor"]["sha256"] not in (None, first)
         path.write_text("{not json", encoding="utf-8")  # a broken refit keeps the last good predictor
         assert _ask(c, "router-t-0.5", HARD).headers["x-srl-rlvr-tier"] == "teacher"
+        # the predictor knows only "small": every decision used the teacher's configured prior, and says so
+        assert _metric(c, "srl_rlvr_routing_prior_decisions_total", router="t", tier="teacher") == 3
+        assert _metric(c, "srl_rlvr_routing_prior_decisions_total", router="t", tier="small") == 0
 
 
 def test_router_answers_from_the_served_model_with_tier_headers(client):

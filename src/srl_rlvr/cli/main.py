@@ -36,6 +36,7 @@ def _register() -> None:
     from srl_rlvr.cli.loop import loop_command
     from srl_rlvr.cli.models import models_group
     from srl_rlvr.cli.monitor import monitor_group
+    from srl_rlvr.cli.reference import reference_command
     from srl_rlvr.cli.registry import registry_group
     from srl_rlvr.cli.route import route_group
     from srl_rlvr.cli.run import run_command
@@ -58,6 +59,7 @@ def _register() -> None:
     cli.add_command(checkpoints_group)
     cli.add_command(distill_command)
     cli.add_command(loop_command)
+    cli.add_command(reference_command)
 
 
 _register()

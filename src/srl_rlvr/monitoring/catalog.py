@@ -119,6 +119,9 @@ METRICS: tuple[Metric, ...] = (
            "name, by the tier that answered.", "routing", ("router", "tier")),
     Metric("srl_rlvr_routing_router_fallbacks", "counter", "requests", "Router requests answered by another tier "
            "because the chosen one failed.", "routing", ("router", "failed_tier")),
+    Metric("srl_rlvr_routing_prior_decisions", "counter", "decisions", "Router decisions in which a tier's "
+           "quality came from its configured prior, because the predictor has no model for it.", "routing",
+           ("router", "tier")),
     Metric("srl_rlvr_routing_cascade_requests", "counter", "requests", "Requests answered through a cascade model "
            "name, by the tier whose answer was returned.", "routing", ("cascade", "tier")),
     Metric("srl_rlvr_routing_cascade_escalations", "counter", "escalations", "Cascade moves to the next tier; "

@@ -13,6 +13,7 @@ For the server (no FastAPI here; it plugs its backends in as ``call_tier``)::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from srl_rlvr.routing.health import TierHealth
 from srl_rlvr.routing.policy import NoTierAvailable, choose_tier
 from srl_rlvr.routing.predictor import QualityPredictor
 from srl_rlvr.routing.targets import Tier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Router:
             raise ValueError(f"on_over_budget must be 'downgrade' or 'refuse', got {on_over_budget!r}")
         self.tiers = list(tiers)
         self.predictor = predictor
+        self.on_prior = _check_predictor(self.tiers, predictor, task)  # tiers routed on their quality prior
         self.threshold = threshold
         self.name = name
         self.task = task
@@ -88,13 +92,19 @@ class Router:
 
     # --- deciding -------------------------------------------------------------------------------
     def qualities(self, prompt: str, task: str | None = None) -> dict[str, float]:
-        """Predicted P(correct) per tier: the predictor where it knows the tier, else the tier's eval quality."""
+        """Predicted P(correct) per tier: the predictor where it knows the tier, else the tier's quality prior
+        (``on_prior``: checked when the router was built, so a tier never silently gets 0.0)."""
         predicted = self.predictor.predict(prompt) if self.predictor is not None else {}
         task = task or self.task
         out = {}
         for tier in self.tiers:
             value = predicted.get(tier.name)
-            out[tier.name] = value if value is not None else (tier.quality_for(task) or 0.0)
+            if value is None:
+                value = tier.quality_for(task)
+                if value is None:
+                    raise UserInputError(f"tier {tier.name!r}: no predictor model and no quality prior for task "
+                                         f"{task!r}; set tiers.{tier.name}.quality.{task} or refit the predictor")
+            out[tier.name] = value
         return out
 
     def _latency(self, tier: Tier) -> float | None:
@@ -170,6 +180,27 @@ class Router:
         """A router whose threshold sends about ``strong_share`` of ``prompts`` to the strong tier."""
         values = [self.best_cheaper_quality(p) for p in prompts]
         return self.with_threshold(threshold_for_share(values, strong_share))
+
+
+def _check_predictor(tiers: Sequence[Tier], predictor: QualityPredictor | None, task: str) -> tuple[str, ...]:
+    """The tiers the predictor does not know (routed on their prior, logged once here); a predictor tier that
+    is not in the config, or a tier with neither a model nor a prior for ``task``, is an error."""
+    names = [t.name for t in tiers]
+    fitted = set(predictor.models) if predictor is not None else set()
+    unknown = sorted(fitted - set(names))
+    if unknown:
+        raise UserInputError(f"the predictor was fitted on tier(s) {', '.join(unknown)}, which the route config "
+                             f"does not have (its tiers: {', '.join(names)}); refit it (srl-rlvr route eval) or "
+                             "rename the tiers")
+    on_prior = tuple(t.name for t in tiers if t.name not in fitted)
+    missing = [t.name for t in tiers if t.name in on_prior and t.quality_for(task) is None]
+    if missing:
+        raise UserInputError(f"tier(s) {', '.join(missing)}: no predictor model and no quality prior for task "
+                             f"{task!r}; set tiers.<name>.quality.{task} in the route config or fit a predictor")
+    if predictor is not None and on_prior:
+        log.warning("router: the predictor has no model for tier(s) %s; they are routed on their quality prior",
+                    ", ".join(on_prior))
+    return on_prior
 
 
 def resolve_router_model(model: str, routers: Mapping[str, Router]) -> Router:

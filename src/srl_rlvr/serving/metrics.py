@@ -80,6 +80,7 @@ class RouteCounters:
     def __init__(self, registry: CollectorRegistry):
         self.router_requests = build("srl_rlvr_routing_router_requests", registry)
         self.router_fallbacks = build("srl_rlvr_routing_router_fallbacks", registry)
+        self.prior_decisions = build("srl_rlvr_routing_prior_decisions", registry)
         self.cascade_requests = build("srl_rlvr_routing_cascade_requests", registry)
         self.cascade_escalations = build("srl_rlvr_routing_cascade_escalations", registry)
         self.rejected = build("srl_rlvr_routing_rejected", registry)

@@ -104,6 +104,8 @@ class RoutingBridge:
         c, router, cascade = self.counters, self.router.name, self.cascade.name
         for tier in self.router.tiers:
             c.router_requests.labels(router, tier.name)
+            if tier.name in self.router.on_prior:
+                c.prior_decisions.labels(router, tier.name)
             c.router_fallbacks.labels(router, tier.name)
             c.cost.labels(router, tier.name)
         for tier in self.cascade.tiers:
@@ -231,6 +233,8 @@ class _RouterModel:
         except (BudgetExceeded, AllTiersFailed, NoTierAvailable) as exc:
             raise bridge.rejected(self.router.name, exc) from None
         bridge.counters.router_requests.labels(self.router.name, routed.tier.name).inc()
+        for tier in self.router.on_prior:  # its quality in this decision was the configured prior
+            bridge.counters.prior_decisions.labels(self.router.name, tier).inc()
         bridge.counters.cost.labels(self.router.name, routed.tier.name).inc(max(0.0, float(routed.cost or 0.0)))
         for failed_tier, _ in routed.failures or ():
             bridge.counters.router_fallbacks.labels(self.router.name, failed_tier).inc()

@@ -186,6 +186,8 @@ def _check(config: LoopConfig, where: str) -> None:
     if config.teacher.url is None and serve.route_config is None and serve.url is not None:
         raise UserInputError(f"{where}: 'teacher.url' is null, so the teacher is a tier of the server's route "
                              "config: set 'serve.route_config' to that file")
+    if config.teacher.url is not None and config.teacher.model is None:
+        raise UserInputError(f"{where}: 'teacher.url' is set, so 'teacher.model' must name the model to ask there")
     for key in ("stages",):
         stages = config.train.get(key)
         if stages is not None and (not isinstance(stages, list) or not stages

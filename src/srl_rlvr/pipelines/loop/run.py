@@ -359,11 +359,22 @@ class Loop:
         return {"summary": f"{' -> '.join(self.stages)} from v{self.champion.version} on {self.trajectories.name}; "
                            f"gate-set accuracy {acc:.3f} (champion {held:.3f})",
                 "stages": self.stages, "from_version": self.champion.version, "model": str(self.candidate_dir),
-                "accuracy": acc, "timings": report.get("timings")}
+                "accuracy": acc, "timings_s": report.get("timings_s")}
 
     # 7: register and gate -----------------------------------------------------------------------------
     def register(self) -> dict[str, Any]:
-        version = self.registry().register(self.name, self.candidate_dir, eval_metrics=self.candidate_metrics)
+        from srl_rlvr.registry.lineage import lineage_of
+
+        registry = self.registry()
+        lineage = lineage_of(self.candidate_dir, self.candidate_metrics)
+        source = str(self.candidate_dir.resolve())
+        for known in registry.backend.versions(self.name):  # a rerun of a finished turn registers nothing new
+            if (known.source == source and known.lineage.eval_set_digest == lineage.eval_set_digest
+                    and known.lineage.eval_metrics == lineage.eval_metrics):
+                self.candidate = known
+                return {"summary": f"{known.ref} is this candidate already ({known.status})",
+                        "version": known.version}
+        version = registry.register(self.name, self.candidate_dir, lineage=lineage)
         self.candidate = version
         return {"summary": f"registered {version.ref} ({version.status})", "version": version.version}
 
