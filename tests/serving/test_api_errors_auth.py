@@ -21,7 +21,7 @@ def client(tiny_model_dir: Path) -> TestClient:
         api_keys=[{"key": ADMIN, "scope": "admin"}, {"key": USER, "scope": "user"}],
         limits={"max_prompt_tokens": 60, "max_tokens": 32, "max_body_bytes": 4096},
     )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -112,7 +112,13 @@ def test_bad_hot_swap_requests(client: TestClient, lora_dirs, tmp_path: Path):
                        headers=headers), 400, "already a served model name")
     dup = {"lora_name": "dup", "lora_path": str(lora_dirs["lora-b"])}
     assert client.post("/v1/load_lora_adapter", json=dup, headers=headers).status_code == 200
-    _error(client.post("/v1/load_lora_adapter", json=dup, headers=headers), 400, "'dup' has already been loaded")
+    # the same name again replaces in place; a bad replacement leaves the loaded one as it was
+    _error(client.post("/v1/load_lora_adapter", json={"lora_name": "dup", "lora_path": str(tmp_path)},
+                       headers=headers), 400, "no adapter_config.json")
+    ask = {**CHAT, "model": "dup"}
+    assert client.post("/v1/chat/completions", json=ask, headers=headers).status_code == 200
+    replaced = client.post("/v1/load_lora_adapter", json=dup, headers=headers)
+    assert replaced.status_code == 200, replaced.text
     assert client.post("/v1/unload_lora_adapter", json={"lora_name": "dup"}, headers=headers).status_code == 200
     _error(client.post("/v1/unload_lora_adapter", json={"lora_name": "ghost"}, headers=headers), 404,
            "cannot be found")
@@ -124,3 +130,33 @@ def test_unknown_model_and_route(client: TestClient):
     assert error["code"] == "model_not_found"
     _error(client.get("/v1/nothing-here", headers=_auth(USER)), 404)
     _error(client.get("/v1/chat/completions", headers=_auth(USER)), 405)
+
+
+def test_a_keyless_server_has_no_adapter_endpoints(tiny_model_dir: Path, lora_dirs):
+    with TestClient(create_app(tiny_settings(tiny_model_dir)), base_url="http://127.0.0.1") as open_server:
+        body = {"lora_name": "x", "lora_path": str(lora_dirs["lora-a"])}
+        assert open_server.post("/v1/load_lora_adapter", json=body).status_code == 404
+        assert open_server.post("/v1/unload_lora_adapter", json={"lora_name": "x"}).status_code == 404
+        assert open_server.post("/v1/chat/completions", json=CHAT).status_code == 200  # the rest stays open
+    user_only = tiny_settings(tiny_model_dir, api_keys=[{"key": USER, "scope": "user"}])
+    with TestClient(create_app(user_only), base_url="http://127.0.0.1") as c:
+        assert c.post("/v1/load_lora_adapter", json=body, headers=_auth(USER)).status_code == 404
+
+
+@pytest.mark.parametrize("host,allowed", [("127.0.0.1:8000", True), ("localhost", True), ("[::1]:8000", True),
+                                          ("LOCALHOST:1", True), ("evil.example", False),
+                                          ("127.0.0.1.nip.io", False), ("proxy.internal", True)])
+def test_a_loopback_server_answers_only_loopback_host_headers(tiny_model_dir: Path, host, allowed):
+    settings = tiny_settings(tiny_model_dir, allowed_hosts=["proxy.internal"])
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        response = c.get("/v1/models", headers={"Host": host})
+    if allowed:
+        assert response.status_code == 200
+    else:
+        assert _error(response, 400, repr(host))["code"] == "invalid_host"  # DNS rebinding gets nowhere
+
+
+def test_a_server_on_all_interfaces_does_not_check_the_host(tiny_model_dir: Path):
+    settings = tiny_settings(tiny_model_dir, host="0.0.0.0", api_keys=[{"key": USER, "scope": "user"}])
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        assert c.get("/v1/models", headers={"Host": "api.example.com", **_auth(USER)}).status_code == 200

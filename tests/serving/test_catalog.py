@@ -25,18 +25,20 @@ class _RouterNames:
 
 
 def test_virtual_model_names_dispatch_and_add_headers(tiny_model_dir, tiny_tokenizer):
-    settings = tiny_settings(tiny_model_dir)
+    settings = tiny_settings(tiny_model_dir, api_keys=[{"key": "k", "scope": "admin"}])
+    auth = {"Authorization": "Bearer k"}
     backend = ScriptedBackend(settings, tiny_tokenizer, "routed answer")
     app = create_app(settings, backend)
     app.state.catalog.add_virtual(_RouterNames())
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         body = {"model": "router-demo-0.5", "messages": [{"role": "user", "content": "hi"}]}
-        response = client.post("/v1/chat/completions", json=body)
+        response = client.post("/v1/chat/completions", json=body, headers=auth)
         assert response.status_code == 200 and response.headers["x-routed-to"] == TINY
         assert response.json()["model"] == "router-demo-0.5"
         assert response.json()["choices"][0]["message"]["content"] == "routed answer"
-        streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
+        streamed = client.post("/v1/chat/completions", json={**body, "stream": True}, headers=auth)
         assert streamed.headers["x-routed-to"] == TINY and streamed.text.endswith("data: [DONE]\n\n")
-        assert {m["id"] for m in client.get("/v1/models").json()["data"]} == {TINY, "router-demo-0.5"}
-        taken = client.post("/v1/load_lora_adapter", json={"lora_name": "router-x-1", "lora_path": "/nowhere"})
+        assert {m["id"] for m in client.get("/v1/models", headers=auth).json()["data"]} == {TINY, "router-demo-0.5"}
+        taken = client.post("/v1/load_lora_adapter", json={"lora_name": "router-x-1", "lora_path": "/nowhere"},
+                            headers=auth)
         assert taken.status_code == 400 and "already a served model name" in taken.json()["error"]["message"]

@@ -232,3 +232,34 @@ def test_a_lora_folder_as_model_is_served_merged(tiny_model_dir: Path, lora_dirs
     merged = run(answer(str(lora_dirs["lora-a"]), None))
     assert merged == run(answer(str(tiny_model_dir), str(lora_dirs["lora-a"])))
     assert merged != run(answer(str(tiny_model_dir), None))
+
+
+def test_replacing_an_adapter_in_place_has_no_window_and_in_flight_requests_keep_the_old_weights(
+        tiny_model_dir: Path, lora_dirs):
+    async def main():
+        backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 2, "batch_wait_ms": 5}))
+        await backend.start()
+        try:
+            prompt = _prompt(backend.tokenizer, QUESTIONS[1])
+            params = SamplingParams(max_tokens=12, temperature=0)
+            await backend.load_adapter("ref-a", str(lora_dirs["lora-a"]))
+            await backend.load_adapter("ref-b", str(lora_dirs["lora-b"]))
+            want_a = (await _collect(backend, "ref-a", prompt, params))[0]
+            want_b = (await _collect(backend, "ref-b", prompt, params))[0]
+            await backend.load_adapter("live", str(lora_dirs["lora-a"]))
+            before = [asyncio.ensure_future(_collect(backend, "live", prompt, params)) for _ in range(4)]
+            await asyncio.sleep(0)  # queued ahead of the replace: they run first, on lora-a
+            replacing = asyncio.ensure_future(backend.replace_adapter("live", str(lora_dirs["lora-b"])))
+            after = [asyncio.ensure_future(_collect(backend, "live", prompt, params)) for _ in range(4)]
+            done = await asyncio.gather(*before, replacing, *after, return_exceptions=True)
+            return want_a, want_b, done, backend.adapters()
+        finally:
+            await backend.close()
+
+    want_a, want_b, done, adapters = run(main())
+    assert want_a != want_b  # the two adapters really answer differently
+    failures = [d for d in done if isinstance(d, BaseException)]
+    assert failures == []  # no 404 window, no request failed
+    assert [d[0] for d in done[:4]] == [want_a] * 4  # in flight (queued before the swap): the old weights
+    assert [d[0] for d in done[5:]] == [want_b] * 4  # after it: the new ones
+    assert set(adapters) == {"ref-a", "ref-b", "live"} and adapters["live"].path == str(lora_dirs["lora-b"])

@@ -128,10 +128,11 @@ def test_hot_swap_leaves_concurrent_requests_untouched(tiny_model_dir: Path, lor
     """Requests keep running on the base model (and on lora-a) while adapters are loaded and unloaded again
     and again, including the first load (which wraps the model with PEFT) and the last unload (which unwraps
     it); every answer must equal what that model gives alone (greedy, deterministic)."""
-    app = create_app(tiny_settings(tiny_model_dir))
+    # adapter endpoints exist only with an admin key (a keyless server has none)
+    app = create_app(tiny_settings(tiny_model_dir, api_keys=[{"key": "unused", "scope": "admin"}]))
     with LiveServer(app) as live:
         client = _client(live)
-        admin = httpx.Client(base_url=live.base_url, timeout=60)
+        admin = httpx.Client(base_url=live.base_url, timeout=60, headers={"Authorization": "Bearer unused"})
 
         def load(name: str) -> None:
             response = admin.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(lora_dirs[name])})

@@ -64,7 +64,7 @@ def routed(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def client(routed):
-    with TestClient(create_app(routed[0])) as c:
+    with TestClient(create_app(routed[0]), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -114,7 +114,7 @@ def test_a_refitted_predictor_file_is_loaded_without_a_restart(tiny_model_dir, t
     prompts = [r["problem"] for r in TRAIN]
     path = QualityPredictor.fit(prompts, {"small": [1.0] * len(prompts)}).save(tmp_path / "predictor.json")
     settings = tiny_settings(tiny_model_dir, routing={"config": str(config), "predictor": str(path)})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         card = c.get("/v1/models").json()["data"][1]
         first = card["predictor"]["sha256"]
         assert card["id"] == "router-t-0.5" and card["predictor"]["path"] == str(path)
@@ -256,7 +256,7 @@ def test_tiers_map_to_adapters_private_backends_and_fallbacks(tiny_model_dir, lo
                              routing={"config": str(config)})
     app = create_app(settings)
     bridge = app.state.routing
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         tiers = {t.name: t for t in bridge.router.tiers}
         assert bridge.targets.own_target(tiers["adapter"]).adapter == "lora-a"  # a loaded adapter: the server's own
         assert bridge.targets.own_target(tiers["other"]) is None
@@ -274,10 +274,12 @@ def test_tiers_map_to_adapters_private_backends_and_fallbacks(tiny_model_dir, lo
 
 
 def test_bad_routing_setups_fail_at_start(tiny_model_dir, tmp_path):
-    vllm = _write_config(tmp_path / "vllm.yaml", {"big": {"backend": "vllm", "model": "some/other-model"}})
+    vllm = _write_config(tmp_path / "vllm.yaml", {"big": {"backend": "vllm", "model": "some/other-model",
+                                                         "quality": {"math": 0.9}}})
     with pytest.raises(UserInputError, match="a vllm tier must be the served model"):
         create_app(tiny_settings(tiny_model_dir, routing={"config": str(vllm)}))
-    upstream = _write_config(tmp_path / "up.yaml", {"big": {"backend": "openai", "model": "gpt-x"}})
+    upstream = _write_config(tmp_path / "up.yaml", {"big": {"backend": "openai", "model": "gpt-x",
+                                                            "quality": {"math": 0.9}}})
     with pytest.raises(UserInputError, match="needs openai.base_url"):
         create_app(tiny_settings(tiny_model_dir, routing={"config": str(upstream)}))
     clash = _write_config(tmp_path / "clash.yaml", {"teacher": _teacher()})
@@ -301,7 +303,7 @@ def test_openai_tier_goes_to_the_upstream(tiny_model_dir, tmp_path, clean_api_ke
     with LiveServer(create_app(tiny_settings(tiny_model_dir))) as upstream:  # our own app as the upstream
         settings = tiny_settings(tiny_model_dir, routing={"config": str(config)},
                                  openai={"base_url": f"{upstream.base_url}/v1"})
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             routed = _ask(client, "router-t-0", EASY, key="unused")
             assert routed.status_code == 200, routed.text
             assert routed.headers["x-srl-rlvr-tier"] == "big"

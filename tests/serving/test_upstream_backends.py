@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from serving_helpers import TINY, tiny_settings, write_stage_manifest
 
 from srl_rlvr.serving.app import create_app
-from srl_rlvr.serving.backends.vllm import RUNTIME_LORA_ENV, vllm_command
+from srl_rlvr.serving.backends.vllm import RUNTIME_LORA_ENV, VLLMBackend, vllm_command
 from srl_rlvr.serving.live import LiveServer
 from srl_rlvr.serving.settings import ServeSettings
 
@@ -65,7 +67,7 @@ def test_openai_backend_proxies_an_upstream(upstream, upstream_key_env):
         with pytest.raises(openai.BadRequestError, match="upstream: max_tokens=2000 is over"):
             _client(proxy).chat.completions.create(model="teacher", **{**CHAT, "max_tokens": 2000})
         response = httpx.post(f"{proxy.base_url}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/x"})
-        assert response.status_code == 400 and "cannot load LoRA adapters" in response.json()["error"]["message"]
+        assert response.status_code == 404  # keyless: no adapter endpoints at all
 
 
 def test_openai_backend_without_the_upstream_key_gets_a_502(upstream):
@@ -100,17 +102,18 @@ def test_vllm_backend_proxies_completions_and_hot_swap(upstream, upstream_key_en
                                                        tmp_path: Path):
     """Proxy mode against a vLLM stand-in (our app speaks the same API): chat is rendered locally in the
     training format and sent as token ids to /v1/completions; adapter load/unload are forwarded."""
-    settings = tiny_settings(tiny_model_dir, served_model_name="srl", backend="vllm",
+    settings = tiny_settings(tiny_model_dir, served_model_name="srl", backend="vllm", api_keys=[{"key": "adm",
+                                                                                             "scope": "admin"}],
                              vllm={"url": f"{upstream.base_url}/v1", "api_key_env": upstream_key_env})
     with LiveServer(create_app(settings)) as proxy:
-        assert _both(proxy, "srl") == _both(upstream, TINY, UPSTREAM_KEY)
-        admin = httpx.Client(base_url=proxy.base_url, timeout=60)
+        assert _both(proxy, "srl", "adm") == _both(upstream, TINY, UPSTREAM_KEY)
+        admin = httpx.Client(base_url=proxy.base_url, timeout=60, headers={"Authorization": "Bearer adm"})
         load = {"lora_name": "lora-a", "lora_path": str(lora_dirs["lora-a"])}
         assert admin.post("/v1/load_lora_adapter", json=load).status_code == 200
         upstream_models = {m.id: m.parent for m in _direct(upstream).models.list().data}
         assert upstream_models["lora-a"] == TINY  # forwarded to the upstream
-        assert {m.id: m.parent for m in _client(proxy).models.list().data}["lora-a"] == "srl"
-        assert _both(proxy, "lora-a") == _both(upstream, "lora-a", UPSTREAM_KEY)
+        assert {m.id: m.parent for m in _client(proxy, "adm").models.list().data}["lora-a"] == "srl"
+        assert _both(proxy, "lora-a", "adm") == _both(upstream, "lora-a", UPSTREAM_KEY)
         assert admin.post("/v1/unload_lora_adapter", json={"lora_name": "lora-a"}).status_code == 200
         assert "lora-a" not in {m.id for m in _direct(upstream).models.list().data}
         bad = admin.post("/v1/load_lora_adapter", json={"lora_name": "bad", "lora_path": str(tmp_path)})
@@ -142,11 +145,12 @@ def test_vllm_backend_applies_the_think_prefill(upstream, upstream_key_env, tiny
 @pytest.mark.gpu
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 def test_vllm_backend_launches_vllm(tiny_model_dir: Path, lora_dirs):
-    settings = tiny_settings(tiny_model_dir, backend="vllm", vllm={"port": 8765, "gpu_memory_utilization": 0.3})
+    settings = tiny_settings(tiny_model_dir, backend="vllm", vllm={"port": 8765, "gpu_memory_utilization": 0.3},
+                             api_keys=[{"key": "adm", "scope": "admin"}])
     with LiveServer(create_app(settings), startup_timeout_s=900) as live:
-        client = _client(live)
+        client = _client(live, "adm")
         assert client.chat.completions.create(model=TINY, **CHAT).choices[0].message.content is not None
-        admin = httpx.Client(base_url=live.base_url, timeout=120)
+        admin = httpx.Client(base_url=live.base_url, timeout=120, headers={"Authorization": "Bearer adm"})
         load = {"lora_name": "lora-a", "lora_path": str(lora_dirs["lora-a"])}
         assert admin.post("/v1/load_lora_adapter", json=load).status_code == 200
         assert client.chat.completions.create(model="lora-a", **CHAT).choices[0].message.content is not None
@@ -181,3 +185,39 @@ def test_openai_backend_retries_a_transient_upstream_failure_then_gives_a_clear_
             failures["left"] = -1  # from now on, always 503
             response = httpx.post(f"{proxy.base_url}/v1/chat/completions", json={"model": "teacher", **CHAT})
             assert response.status_code == 502 and "overloaded" in response.json()["error"]["message"]
+
+
+def test_a_launched_vllm_gets_a_fresh_key_only_we_know(tiny_model_dir: Path, lora_dirs, tmp_path: Path):
+    """Launch mode against a stand-in for vLLM's server (tests/serving/fake_vllm.py, which enforces the key
+    the way vLLM does): our backend talks to it; a local process without the key cannot, not even to load
+    an adapter; the key is in the child's environment, never on its command line."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = tmp_path / "python"
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'fake_vllm.py'} \"$@\"\n")
+    launcher.chmod(0o755)
+    settings = tiny_settings(tiny_model_dir, backend="vllm", vllm={"port": port, "python": str(launcher),
+                                                                   "startup_timeout_s": 60})
+
+    async def main():
+        first, second = VLLMBackend(settings), VLLMBackend(settings)
+        assert first.client.api_key and first.client.api_key != second.client.api_key  # new per launch
+        await first.start()
+        try:
+            child = f"http://127.0.0.1:{port}"
+            outsider = httpx.post(f"{child}/v1/load_lora_adapter",
+                                  json={"lora_name": "evil", "lora_path": "/etc"}, timeout=10)
+            cmdline = Path(f"/proc/{first.process.pid}/cmdline").read_bytes().decode()
+            environ = Path(f"/proc/{first.process.pid}/environ").read_bytes().decode()
+            await first.load_adapter("lora-a", str(lora_dirs["lora-a"]))  # we have the key
+            return outsider.status_code, cmdline, environ, first.client.api_key, set(first.adapters())
+        finally:
+            await first.close()
+
+    status, cmdline, environ, key, adapters = asyncio.run(main())
+    assert status == 401  # no key, no runtime LoRA loading from outside our process
+    assert key not in cmdline and f"VLLM_API_KEY={key}" in environ
+    assert adapters == {"lora-a"}

@@ -42,8 +42,9 @@ def openapi_json() -> str:
     from srl_rlvr.serving.app import create_app
     from srl_rlvr.serving.settings import ServeSettings
 
-    # The schema does not depend on the model: no model is loaded (the app is never started).
-    app = create_app(ServeSettings(model="smollm2-135m"))
+    # The schema does not depend on the model: no model is loaded (the app is never started). With an admin
+    # key, so the adapter endpoints (absent on a server without one) are part of it.
+    app = create_app(ServeSettings(model="smollm2-135m", api_keys=[{"key": "schema-only", "scope": "admin"}]))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

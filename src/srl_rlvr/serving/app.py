@@ -26,7 +26,7 @@ from srl_rlvr.serving.catalog import ModelCatalog
 from srl_rlvr.serving.errors import APIError, error_body
 from srl_rlvr.serving.metrics import ServingMetrics, route_label
 from srl_rlvr.serving.routes import adapters, chat, completions, health, models
-from srl_rlvr.serving.settings import ServeSettings
+from srl_rlvr.serving.settings import LOOPBACK_HOSTS, ServeSettings, has_admin_key, host_of, is_loopback
 
 log = logging.getLogger("srl_rlvr.serving")
 
@@ -37,18 +37,30 @@ class BodyTooLarge(APIError):
 
 
 class RequestGate:
-    """ASGI middleware: stamps each request's arrival time (for latency metrics) and caps its body size,
-    counting the bytes actually received (a missing or false Content-Length does not get around it)."""
+    """ASGI middleware: stamps each request's arrival time (for latency metrics), checks the Host header on a
+    loopback bind (DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the server), and
+    caps the body size, counting the bytes actually received (a missing or false Content-Length does not get
+    around it)."""
 
-    def __init__(self, app: Any, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app: Any, max_body_bytes: int, allowed_hosts: set[str] | None = None):
+        self.app, self.max_body_bytes, self.allowed_hosts = app, max_body_bytes, allowed_hosts
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["arrival"] = time.monotonic()
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        headers = dict(scope.get("headers") or [])
+        if self.allowed_hosts is not None:
+            host = host_of(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed_hosts:
+                body = {"error": {"message": f"Host {host or '(none)'!r} is not served here: this server is bound to "
+                                             "loopback and answers only localhost, 127.0.0.1 and [::1] (add names "
+                                             "to allowed_hosts in serve.yaml)", "type": "invalid_request_error",
+                                  "param": None, "code": "invalid_host"}}
+                await JSONResponse(body, status_code=400)(scope, receive, send)
+                return
+        declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await JSONResponse(BodyTooLarge(self.max_body_bytes).body(), status_code=413)(scope, receive, send)
             return
@@ -170,8 +182,12 @@ def create_app(settings: ServeSettings, backend: Backend | None = None, registry
     app.state.routing = routing
     app.state.registry_watcher = watcher
     _install_error_handlers(app)
-    for module in (chat, completions, models, adapters, health):
+    for module in (chat, completions, models, health):
         app.include_router(module.router)
-    app.add_middleware(RequestGate, max_body_bytes=settings.limits.max_body_bytes)
+    if has_admin_key(settings):  # a keyless server would give every local process admin: no adapter endpoints
+        app.include_router(adapters.router)
+    loopback_hosts = ({*LOOPBACK_HOSTS, *(h.lower() for h in settings.allowed_hosts)}
+                      if is_loopback(settings.host) else None)
+    app.add_middleware(RequestGate, max_body_bytes=settings.limits.max_body_bytes, allowed_hosts=loopback_hosts)
     app.add_middleware(ResponseCounter, metrics=metrics)  # outermost: sees the gate's 413s too
     return app

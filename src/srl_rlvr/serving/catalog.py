@@ -141,8 +141,15 @@ class ModelCatalog:
     async def load_adapter(self, name: str, path: str) -> AdapterInfo:
         if not name or name != name.strip():
             raise APIError(400, "lora_name must be a non-empty name without surrounding spaces", param="lora_name")
-        if any(name in b.adapters() for b in self.backends):
-            raise APIError(400, f"The lora adapter '{name}' has already been loaded.", "adapter_exists", "lora_name")
+        holder = next((b for b in self.backends if name in b.adapters()), None)
+        if holder is not None:  # the same name again: swap in place (requests in flight keep the old weights)
+            try:
+                think = self._think_format(holder, path)
+            except UserInputError as exc:
+                raise APIError(400, str(exc), "invalid_lora_path", "lora_path") from None
+            info = await holder.replace_adapter(name, path)
+            self._think[(id(holder), name)] = think
+            return info
         if name in self.names() or any(s.resolve(name) for s in self._virtual):
             raise APIError(400, f"'{name}' is already a served model name; pick another lora_name.", "name_taken",
                            "lora_name")

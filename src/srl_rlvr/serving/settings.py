@@ -121,6 +121,9 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_keys: list[ApiKey] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description=(
+        "Host header values accepted besides localhost/127.0.0.1/[::1] when bound to loopback (e.g. a reverse "
+        "proxy's name); other Host headers get a 400, so a DNS-rebinding page cannot reach the server."))
     lora_adapters: dict[str, str] = Field(default_factory=dict,
                                           description="Adapters loaded at start: name -> folder.")
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -222,6 +225,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def host_of(header: str) -> str:
+    """The host part of a Host header, lowercased, without its port.
+
+    >>> [host_of(h) for h in ("LocalHost:8000", "127.0.0.1", "[::1]:8000", "evil.example")]
+    ['localhost', '127.0.0.1', '::1', 'evil.example']
+    """
+    header = header.strip().lower()
+    if header.startswith("["):  # [v6]:port
+        return header[1:header.index("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def has_admin_key(settings: ServeSettings) -> bool:
+    """Whether the adapter (admin) endpoints exist: only with an admin key, never on a keyless server."""
+    return any(k.scope == "admin" for k in settings.api_keys)
+
+
 def check_bind_allowed(settings: ServeSettings) -> str:
     """Refuse to expose an unauthenticated server beyond loopback; return a one-line notice to print."""
     if settings.api_keys:
@@ -232,4 +255,4 @@ def check_bind_allowed(settings: ServeSettings) -> str:
             f"refusing to serve on {settings.host} without API keys: set api_keys in serve.yaml or "
             f"{API_KEYS_ENV}=KEY:admin, or bind to 127.0.0.1"
         )
-    return "loopback-only and unauthenticated (no API keys configured)"
+    return "loopback-only and unauthenticated (no API keys configured; no adapter endpoints)"

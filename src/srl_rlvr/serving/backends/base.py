@@ -120,6 +120,11 @@ class Backend(ABC):
     async def unload_adapter(self, name: str) -> None:
         raise APIError(400, f"the '{self.name}' backend cannot unload LoRA adapters", "adapters_not_supported")
 
+    async def replace_adapter(self, name: str, path: str) -> AdapterInfo:
+        """Swap adapter ``name`` for the one at ``path`` with no moment in which ``name`` is missing."""
+        raise APIError(400, f"the '{self.name}' backend cannot replace the loaded adapter '{name}' in place; load "
+                            "the new one under another name and move clients to it", "adapter_exists", "lora_name")
+
     def load_snapshot(self) -> dict[str | None, tuple[int, int]]:
         """(running, waiting) requests per adapter (None: the base model)."""
         return {}

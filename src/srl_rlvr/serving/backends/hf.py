@@ -255,6 +255,11 @@ class HFBackend(Backend):
     async def unload_adapter(self, name: str) -> None:
         await self._on_worker(lambda: self._unload_adapter_now(name))
 
+    async def replace_adapter(self, name: str, path: str) -> AdapterInfo:
+        """One worker command, so a barrier: requests queued before it finish on the old weights, the ones
+        after it get the new ones, and none sees ``name`` missing (no unload-then-load window)."""
+        return await self._on_worker(lambda: self._replace_adapter_now(name, path))
+
     async def _on_worker(self, run: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
         command = _Command(run, loop, loop.create_future())
@@ -295,6 +300,26 @@ class HFBackend(Backend):
         self._forget_prefixes(name)  # a name can come back as another adapter
         self._adapters = {**self._adapters, name: info}  # copy-on-write: the event loop reads it unlocked
         return info
+
+    def _replace_adapter_now(self, name: str, path: str) -> AdapterInfo:
+        if name not in self._adapters:
+            raise APIError(404, f"The lora adapter '{name}' cannot be found.", "model_not_found", "lora_name")
+        staged = f"{name}__replacing"
+        info = self._load_adapter_now(staged, path)  # every check, and a failed load leaves `name` as it was
+        try:
+            self._peft.delete_adapter(name)
+            self._peft.load_adapter(info.path, adapter_name=name)  # peft cannot rename: load again (small)
+            self._peft.eval()
+        finally:
+            self._peft.delete_adapter(staged)
+            self._adapters = {k: v for k, v in self._adapters.items() if k != staged}
+            if self._peft.active_adapter not in self._peft.peft_config:
+                self._peft.set_adapter(next(iter(self._peft.peft_config)))
+        self._forget_prefixes(name)
+        self._forget_prefixes(staged)
+        replaced = AdapterInfo(name=name, path=info.path)
+        self._adapters = {**self._adapters, name: replaced}
+        return replaced
 
     def _check_weights_fit(self, folder: Path, shown: str) -> None:
         """Refuse an adapter for another architecture before it touches the live model."""

@@ -4,9 +4,14 @@
     vllm: {url: null, port: 8001, max_loras: 8, max_lora_rank: 64}   # url set: proxy that server instead
 
 Launched with :func:`vllm_command` (``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, so
-``/v1/load_lora_adapter`` works). Chat prompts are rendered here with the model's own tokenizer, exactly
-as in training (``<think>`` prefill included), and sent to vLLM's ``/v1/completions`` as token ids; so
-vLLM never re-applies a chat template and the SRL format survives. Adapter load/unload are forwarded to
+``/v1/load_lora_adapter`` works) on 127.0.0.1, with a **random API key per launch** (``VLLM_API_KEY`` in
+the child's environment, never on its command line, where ``ps`` would show it to every user): vLLM then
+refuses every ``/v1`` request without it, runtime LoRA loading included, so no other local process can
+skip our keys, scopes, caps and budgets, or load an adapter from any path. Only this process has the key.
+
+Chat prompts are rendered here with the model's own tokenizer, exactly as in training (``<think>``
+prefill included), and sent to vLLM's ``/v1/completions`` as token ids; so vLLM never re-applies a chat
+template and the SRL format survives. Adapter load/unload are forwarded to
 vLLM's own endpoints, where vLLM swaps them between scheduler steps.
 """
 
@@ -26,6 +31,15 @@ from srl_rlvr.serving.backends.openai_upstream import OpenAIUpstreamBackend, Ups
 from srl_rlvr.serving.errors import APIError
 
 RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+CHILD_KEY_ENV = "VLLM_API_KEY"  # vLLM's own variable for --api-key
+
+
+def child_environment(base: dict[str, str] | None = None) -> tuple[dict[str, str], str]:
+    """The launched vLLM's environment and the key it will demand (new for every launch)."""
+    import secrets
+
+    key = secrets.token_urlsafe(32)
+    return {**(os.environ if base is None else base), RUNTIME_LORA_ENV: "True", CHILD_KEY_ENV: key}, key
 
 
 def vllm_command(settings: Any, model_path: str) -> list[str]:
@@ -54,8 +68,12 @@ class VLLMBackend(OpenAIUpstreamBackend):
         if (Path(settings.model).expanduser() / "adapter_config.json").is_file():
             raise UserInputError(f"{settings.model}: a LoRA adapter; the vllm backend needs a full model as --model "
                                  "(list adapters under lora_adapters in serve.yaml)")
-        client = UpstreamClient(v.url or f"http://127.0.0.1:{v.port}/v1",
-                                env_api_key(v.api_key_env) if v.url else None, v.timeout_s)
+        self._child_env: dict[str, str] | None = None
+        if v.url:
+            key = env_api_key(v.api_key_env)
+        else:  # our own child: a fresh key, known only to this process and the child
+            self._child_env, key = child_environment()
+        client = UpstreamClient(v.url or f"http://127.0.0.1:{v.port}/v1", key, v.timeout_s)
         super().__init__(settings, client, upstream_model=settings.base_name)
         self.process: subprocess.Popen | None = None
         self._root = settings.model
@@ -73,8 +91,7 @@ class VLLMBackend(OpenAIUpstreamBackend):
         self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self._root)
         await self.client.open()
         if self.settings.vllm.url is None:
-            self.process = subprocess.Popen(vllm_command(self.settings, self._root),
-                                            env={**os.environ, RUNTIME_LORA_ENV: "True"})
+            self.process = subprocess.Popen(vllm_command(self.settings, self._root), env=self._child_env)
             await self._wait_until_up()
         cards = (await self.client.get_json("/models")).get("data", [])
         bases = [c for c in cards if not c.get("parent")]
