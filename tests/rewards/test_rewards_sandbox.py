@@ -194,7 +194,7 @@ def test_forked_sleeper_dies_with_the_run_even_without_the_audit_hook(parent_wai
         + ("import time\ntime.sleep(100)\n" if parent_waits else "")
     )
     started = time.monotonic()
-    result = run_python_tests(code, ["assert True"], timeout_s=1.0, _audit_hook=False)
+    result = run_python_tests(code, ["assert True"], timeout_s=1.0, _audit_hook=False, sandbox="weak")
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + MARGIN_S, elapsed
     assert result.timed_out == parent_waits
@@ -260,7 +260,7 @@ def test_network_namespace_cuts_even_loopback(listening_port: int) -> None:
         "except OSError:\n"
         "    REACHED = False\n"
     )
-    result = run_python_tests(code, ["assert not REACHED"], _audit_hook=False)
+    result = run_python_tests(code, ["assert not REACHED"], _audit_hook=False, sandbox="weak")
     if "netns" not in result.layers:
         pytest.skip("no permission to create a network namespace here; the audit hook is the only net layer")
     assert result.passed == (True,)
@@ -279,7 +279,7 @@ def test_privilege_drop_alone_stops_writes_to_the_repo(outside_targets: list[Pat
         "effective = int(status.split('CapEff:')[1].split()[0], 16)\n"
         "assert effective & ~(1 << 2) == 0 and 'NoNewPrivs:\\t1' in status",
     ]
-    result = run_python_tests(code, tests, _audit_hook=False)
+    result = run_python_tests(code, tests, _audit_hook=False, sandbox="weak")
     assert "nobody" in result.layers
     assert result.passed == (True, False, True), result
     assert not repo_target.exists()
@@ -348,3 +348,65 @@ def test_lookalike_objects_do_not_slip_past_the_hook(outside_targets: list[Path]
         result = run_python_tests(code, ["assert True"])
         assert result.outcomes[0].startswith("candidate:"), (name, result)
         assert not Path(target).exists(), name
+
+
+# --- forging, other processes, strict mode (issue 18) -------------------------------------------------------
+FORGER = """
+import sys
+frame = sys._getframe()
+while frame is not None and "report" not in frame.f_locals:
+    frame = frame.f_back
+report = frame.f_locals["report"]
+for index in range(3):
+    report(f"T {index} 1 ok")            # a pass line for every test ...
+for guess in range(10):
+    report(f"V 1 {repr(guess).encode().hex()}")   # ... and guesses at a value test
+import os
+os._exit(0)
+"""
+
+
+def test_a_candidate_that_finds_the_reporter_cannot_forge_a_parent_judged_test():
+    tests = ["assert f(1) == 2", "assert f(2) == 3", "assert f(3) > 0"]
+    result = run_python_tests(FORGER, tests)
+    assert result.judged_outside == (True, True, False)
+    # value tests: the expected value never entered the sandbox, so forged pass lines count for nothing and
+    # ten guesses are ten value reports, which fail the test
+    assert result.passed[:2] == (False, False)
+    assert result.outcomes[1] == "several value reports"
+    # the residual risk, stated in docs/rewards.md: a test judged in the sandbox can still be forged
+    assert result.passed[2] is True
+
+
+def test_value_tests_pass_on_the_right_value_only():
+    code = "def f(x):\n    return [x, x + 1]\n\nclass Liar:\n    def __eq__(self, other):\n        return True\n"
+    tests = ["assert f(1) == [1, 2]", "assert f(1) == [1, 3]", "assert Liar() == 5", "assert f(2)[0] == 2.0"]
+    result = run_python_tests(code, tests)
+    # a lying __eq__ no longer passes: the parent compares the literal it was sent, and Liar() is no literal
+    assert result.passed == (True, False, False, True)
+
+
+def test_the_candidate_cannot_signal_or_read_other_processes():
+    kill = "import os, signal\nfd = os.pidfd_open(os.getppid())\nsignal.pidfd_send_signal(fd, signal.SIGKILL)\n"
+    assert run_python_tests(kill, ["assert True"]).outcomes == ("candidate:AttributeError",)
+    send = "import signal\nsignal.pidfd_send_signal(3, 9)\n"
+    assert run_python_tests(send, ["assert True"]).outcomes == ("candidate:AttributeError",)
+    environ = "import os\nSECRET = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+    assert run_python_tests(environ, ["assert True"]).outcomes == ("candidate:PermissionError",)
+    own = "STATUS = open('/proc/self/status').read()\n"  # its own entries stay readable
+    assert run_python_tests(own, ["assert 'Pid' in STATUS"]).passed == (True,)
+
+
+def test_strict_refuses_without_every_layer_and_weak_says_what_is_missing(caplog):
+    from srl_rlvr.rewards.sandbox import SandboxTooWeak
+
+    with pytest.raises(SandboxTooWeak, match="without audit_hook") as refused:
+        run_python_tests("x = 1", ["assert x == 1"], _audit_hook=False)
+    assert refused.value.missing == ("audit_hook",)
+    import srl_rlvr.rewards.sandbox as sandbox_module
+
+    sandbox_module._warned.clear()  # the warning is once per process; earlier tests in it may have had it
+    with caplog.at_level("WARNING"):
+        result = run_python_tests("x = 1", ["assert x == 1"], _audit_hook=False, sandbox="weak")
+    assert result.passed == (True,) and "audit_hook" not in result.layers
+    assert "WEAK" in caplog.text and "audit_hook" in caplog.text

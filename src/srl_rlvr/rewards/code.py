@@ -68,12 +68,15 @@ def code_test_reward(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
     entry_point: str | None = None,
+    sandbox: str | None = None,
 ) -> float:
     """Fraction in ``[0, 1]`` of ``tests`` (see :func:`as_test_snippets`) that the completion's code passes.
 
     The code (:func:`extract_code`) and then each test run in one sandboxed interpreter, sharing a
     namespace; ``timeout_s`` bounds the whole run, and tests that had not finished by then fail.
-    A completion with no code at all scores 0.0 without starting a process.
+    A completion with no code at all scores 0.0 without starting a process. ``sandbox``: ``strict``
+    (default, ``$SRL_RLVR_SANDBOX``) refuses to run without every isolation layer; ``weak`` runs anyway
+    and logs what is missing (``sandbox.py``).
 
     >>> code_test_reward("```python\\ndef f(x):\\n    return x + 1\\n```", ["assert f(1) == 2", "assert f(2) == 4"])
     0.5
@@ -82,4 +85,4 @@ def code_test_reward(
     code = extract_code(completion)
     if not code.strip():
         return 0.0
-    return run_python_tests(code, snippets, timeout_s=timeout_s, memory_mb=memory_mb).pass_fraction
+    return run_python_tests(code, snippets, timeout_s=timeout_s, memory_mb=memory_mb, sandbox=sandbox).pass_fraction

@@ -21,9 +21,14 @@ What candidates lose: ``import subprocess`` and ``import ctypes`` raise ImportEr
 not audited), ``os.mkfifo``/``os.mknod`` are gone, and ``os.chdir``, sockets, threads beyond the
 process limit and writes through ``pathlib`` objects (only plain str/bytes paths are checked) fail.
 
-Residual risks, accepted for an RL reward: code that introspects the runner's frames can find the nonce
-and forge passes, objects with a lying ``__eq__`` defeat ``assert f(x) == y``, and disk use inside the
-temp directory is bounded only by RLIMIT_FSIZE per file and the timeout.
+Tests of the form ``assert EXPR == LITERAL`` are judged here, in the parent (:func:`value_test`): the
+sandbox sees only ``EXPR`` and reports ``repr`` of its value, so neither a forged report nor a lying
+``__eq__`` can pass them. ``strict`` mode (the default) refuses to run without every layer of
+``REQUIRED_LAYERS``; ``weak`` runs and logs what is missing.
+
+Residual risks: for any other test, code that introspects the runner's frames can find the nonce and
+forge a pass (it shares the reporter's interpreter); disk use inside the temp directory is bounded only
+by RLIMIT_FSIZE per file and the timeout.
 """
 
 from __future__ import annotations
@@ -56,6 +61,77 @@ MAX_RESULT_BYTES = 1024 * 1024
 STDERR_TAIL_BYTES = 4096
 
 
+STRICT, WEAK = "strict", "weak"
+REQUIRED_LAYERS = ("netns", "nobody", "rlimits", "audit_hook")  # what `strict` refuses to run without
+SANDBOX_ENV = "SRL_RLVR_SANDBOX"  # strict (default) | weak
+
+
+class SandboxTooWeak(RuntimeError):
+    """Strict mode, and this machine cannot give the candidate every isolation layer (it never ran)."""
+
+    def __init__(self, missing: Sequence[str]):
+        self.missing = tuple(missing)
+        super().__init__(f"code sandbox: refusing to run candidate code without {', '.join(self.missing)} "
+                         f"(run as root with unshare, or opt in with sandbox: weak / {SANDBOX_ENV}=weak, which "
+                         "prints what is missing on every run)")
+
+
+def value_test(snippet: str) -> tuple[str, object] | None:
+    """``assert EXPR == LITERAL`` -> (EXPR, the literal's value): a test the parent judges, so the expected
+    value never enters the sandbox and a candidate that forges the report cannot know what to report.
+    None for any other test (judged in the sandbox, as before).
+
+    >>> value_test("assert add(1, 2) == 3")
+    ('add(1, 2)', 3)
+    >>> value_test("assert f([1, 2]) == [2, 1]  # comment")
+    ('f([1, 2])', [2, 1])
+    >>> value_test("assert f(1) > 0") is None, value_test("assert f(1) == g(2)") is None
+    (True, True)
+    """
+    import ast
+
+    try:
+        tree = ast.parse(snippet)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg is not None:
+        return None
+    test = tree.body[0].test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return None
+    try:
+        expected = ast.literal_eval(test.comparators[0])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return ast.unparse(test.left), expected
+
+
+def _same_value(reported_hex: str, expected: object) -> bool:
+    """Whether the repr the sandbox reported is a Python literal equal to ``expected``."""
+    import ast
+
+    try:
+        value = ast.literal_eval(bytes.fromhex(reported_hex).decode("utf-8"))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
+        return False  # not a literal (or not decodable): a parent-judged test needs a literal result
+    try:
+        return bool(value == expected)
+    except Exception:  # noqa: BLE001 - literals compare; be safe anyway
+        return False
+
+
+_warned: set[frozenset[str]] = set()
+
+
+def _warn_weak(missing: frozenset[str]) -> None:
+    import logging
+
+    if missing and missing not in _warned:  # once per process and per set of missing layers
+        _warned.add(missing)
+        logging.getLogger("srl_rlvr.rewards.sandbox").warning(
+            "code sandbox is WEAK (sandbox: weak): running candidates without %s", ", ".join(sorted(missing)))
+
+
 @dataclass(frozen=True)
 class SandboxResult:
     """What one sandboxed run reported."""
@@ -66,6 +142,7 @@ class SandboxResult:
     exit_code: int | None  # negative: killed by that signal
     layers: frozenset[str]  # isolation layers the child confirmed: netns, nobody, rlimits, audit_hook
     stderr_tail: str  # the runner's own errors (the candidate's stderr goes to /dev/null)
+    judged_outside: tuple[bool, ...] = ()  # per test: judged here (unforgeable) or in the sandbox (forgeable)
 
     @property
     def pass_fraction(self) -> float:
@@ -146,11 +223,17 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 def _parse_results(
-    raw: bytes, nonce: str, test_count: int
-) -> tuple[tuple[bool, ...], tuple[str, ...], frozenset[str]]:
+    raw: bytes, nonce: str, test_count: int, expected: dict[int, object] | None = None
+) -> tuple[tuple[bool, ...], tuple[str, ...], frozenset[str], tuple[str, ...]]:
+    """(passed, outcomes, layers, refused layers). A test in ``expected`` (judged here) passes only on exactly
+    one value line (``V``) whose literal equals the expected value: a pass line (``T``) for it counts for
+    nothing, and several value lines (a candidate guessing) fail it."""
+    expected = expected or {}
     passed = [False] * test_count
     outcomes = ["no report"] * test_count
+    values: dict[int, list[str]] = {}
     layers: frozenset[str] = frozenset()
+    refused: tuple[str, ...] = ()
     prefix = nonce + " "
     for line in raw.decode("utf-8", "replace").splitlines():
         if not line.startswith(prefix):
@@ -158,12 +241,22 @@ def _parse_results(
         fields = line[len(prefix) :].split(" ")
         if fields[0] == "L" and len(fields) > 1:
             layers = frozenset(name for name in fields[1].split(",") if name)
+        elif fields[0] == "REFUSED" and len(fields) > 1:
+            refused = tuple(name for name in fields[1].split(",") if name)
+        elif fields[0] == "V" and len(fields) == 3 and fields[1].isdigit() and int(fields[1]) in expected:
+            values.setdefault(int(fields[1]), []).append(fields[2])
         elif fields[0] == "T" and len(fields) >= 3 and fields[1].isdigit():
             index = int(fields[1])
-            if index < test_count:
+            if index < test_count and (index not in expected or fields[2] == "0"):
                 passed[index] = fields[2] == "1"
                 outcomes[index] = fields[3] if len(fields) > 3 else ""
-    return tuple(passed), tuple(outcomes), layers
+    for index, reported in values.items():
+        if len(reported) > 1:
+            passed[index], outcomes[index] = False, "several value reports"
+        else:
+            passed[index] = _same_value(reported[0], expected[index])
+            outcomes[index] = "ok" if passed[index] else "AssertionError"
+    return tuple(passed), tuple(outcomes), layers, refused
 
 
 def run_python_tests(
@@ -172,6 +265,7 @@ def run_python_tests(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    sandbox: str | None = None,
     _audit_hook: bool = True,
 ) -> SandboxResult:
     """Execute ``code``, then each test snippet in the same namespace, in a sandboxed ``python -I``.
@@ -180,11 +274,22 @@ def run_python_tests(
     by then count as failed. ``_audit_hook=False`` exists only so the tests can prove the other layers
     on their own; never turn it off for real candidates.
 
+    ``sandbox`` (default ``$SRL_RLVR_SANDBOX``, else ``strict``): ``strict`` refuses to run the candidate
+    without every layer of ``REQUIRED_LAYERS`` (:class:`SandboxTooWeak`, the candidate never ran);
+    ``weak`` runs it anyway and logs what is missing (once per process and set of layers). Tests of the
+    form ``assert EXPR == LITERAL`` are judged here (:func:`value_test`); the others in the sandbox.
+
     >>> run_python_tests("def add(a, b):\\n    return a + b",
     ...                  ["assert add(1, 2) == 3", "assert add(1, 1) == 3"]).passed
     (True, False)
     """
     tests = list(tests)
+    mode = sandbox or os.environ.get(SANDBOX_ENV) or STRICT
+    if mode not in (STRICT, WEAK):
+        raise ValueError(f"sandbox must be {STRICT!r} or {WEAK!r}, got {mode!r}")
+    judged = [value_test(t) for t in tests]
+    expected = {i: j[1] for i, j in enumerate(judged) if j is not None}
+    sent: list[object] = [{"expr": j[0]} if j is not None else t for t, j in zip(tests, judged)]
     nonce = secrets.token_hex(16)
     nobody = _nobody_ids()
     is_root = os.geteuid() == 0
@@ -193,7 +298,8 @@ def run_python_tests(
         payload_path = os.path.join(sandbox_dir, ".payload.json")
         payload = {
             "code": code,
-            "tests": tests,
+            "tests": sent,  # value tests without their expected value
+            "required_layers": list(REQUIRED_LAYERS) if mode == STRICT else [],
             "nonce": nonce,
             "sandbox_dir": sandbox_dir,
             "child_source": _child_source(),
@@ -236,10 +342,16 @@ def run_python_tests(
                 _kill_group(process)  # on timeout, and to take down anything it left running
                 exit_code = process.wait()
             results.seek(0)
-            passed, outcomes, layers = _parse_results(results.read(MAX_RESULT_BYTES), nonce, len(tests))
+            passed, outcomes, layers, refused = _parse_results(results.read(MAX_RESULT_BYTES), nonce, len(tests),
+                                                               expected)
             stderr.seek(0, os.SEEK_END)
             stderr.seek(max(0, stderr.tell() - STDERR_TAIL_BYTES))
             stderr_tail = stderr.read().decode("utf-8", "replace")
     finally:
         shutil.rmtree(sandbox_dir, ignore_errors=True)
-    return SandboxResult(passed, outcomes, not exited, exit_code, layers, stderr_tail)
+    if refused:
+        raise SandboxTooWeak(refused)
+    if mode == WEAK:
+        _warn_weak(frozenset(REQUIRED_LAYERS) - layers)
+    return SandboxResult(passed, outcomes, not exited, exit_code, layers, stderr_tail,
+                         tuple(j is not None for j in judged))

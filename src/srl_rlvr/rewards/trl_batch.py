@@ -101,11 +101,12 @@ def code_test_reward_batch(completions: Sequence[Completion], **kwargs: Any) -> 
     """
     tests = _column(kwargs, "tests", len(completions), "code")
     entry_points = kwargs.get("entry_point") or [None] * len(completions)
+    sandbox = kwargs.get("sandbox")  # strict | weak (None: $SRL_RLVR_SANDBOX, else strict); see sandbox.py
     jobs = list(zip(completions, tests, entry_points))
 
     def score(job: tuple[Completion, Any, str | None]) -> float:
         completion, test, entry_point = job
-        return code_test_reward(completion_text(completion), test, entry_point=entry_point)
+        return code_test_reward(completion_text(completion), test, entry_point=entry_point, sandbox=sandbox)
 
     if len(jobs) <= 1:
         return [score(job) for job in jobs]

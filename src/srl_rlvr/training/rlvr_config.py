@@ -20,6 +20,10 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
     """
 
     reward: str = field(default="math", metadata={"help": "Registered reward name: 'math' or 'code'."})
+    sandbox: str = field(default="strict", metadata={
+        "help": "Code reward only: 'strict' refuses to run candidate code without every isolation layer "
+                "(network namespace, another uid, rlimits, audit hook); 'weak' runs anyway and logs what is "
+                "missing (docs/rewards.md)."})
     dynamic_sampling_epsilon: float = field(default=0.0,
                                             metadata={"help": "Groups with reward std <= this are dropped."})
     prompt_mode: str = field(
@@ -33,5 +37,7 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_dynamic_sampling()
+        if self.sandbox not in ("strict", "weak"):
+            raise ValueError(f"sandbox must be 'strict' or 'weak', got {self.sandbox!r}")
         if self.prompt_mode not in RLVR_PROMPT_MODES:
             raise ValueError(f"prompt_mode must be one of {', '.join(RLVR_PROMPT_MODES)}, got {self.prompt_mode!r}")

@@ -29,6 +29,18 @@ class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, 
         require_columns(train_dataset, ("prompt", *REWARD_COLUMNS.get(args.reward, ())), "RLVR training data")
         if reward_funcs is None:
             reward_funcs = [get_reward_func(args.reward)]
+            if args.reward == "code":
+                reward_funcs = [_with_sandbox(reward_funcs[0], args.sandbox)]
         reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)
+
+
+def _with_sandbox(reward, mode: str):
+    """The code reward with the stage's sandbox mode bound (TRL needs a function with a __name__)."""
+
+    def bound(completions, **kwargs):
+        return reward(completions, **{**kwargs, "sandbox": mode})
+
+    bound.__name__ = reward.__name__
+    return bound
