@@ -44,7 +44,7 @@ def _slug(text: str) -> str:
     return "-".join(part for part in out.split("-") if part)[:63] or "srl-rlvr"
 
 
-def _same(version, source: str, eval_digest: str, metrics: dict[str, float]) -> bool:
+def same_version(version, source: str, eval_digest: str, metrics: dict[str, float]) -> bool:
     return (version.source == source and version.lineage.eval_set_digest == eval_digest
             and version.lineage.eval_metrics == metrics)
 
@@ -72,7 +72,7 @@ def register_run(config: Any, out: Path, models: dict[str, str], base_model: str
         source = str(Path(folder).resolve())
         lineage = lineage_of(folder, metrics, stage="base" if label == "base" else None)
         existing = known.get(source)
-        if existing is not None and _same(existing, source, lineage.eval_set_digest, lineage.eval_metrics):
+        if existing is not None and same_version(existing, source, lineage.eval_set_digest, lineage.eval_metrics):
             versions[label] = existing
             continue
         versions[label] = registry.register(name, folder, lineage=lineage)

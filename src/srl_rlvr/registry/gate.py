@@ -39,8 +39,12 @@ def predictions_digest(path: str | Path) -> str:
     """sha256 of the sorted problem ids of a predictions.jsonl: what "the same eval set" means to the gate."""
     from srl_rlvr.eval.summary import read_predictions
 
-    ids = sorted(read_predictions(Path(path)))
-    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+    return ids_digest(read_predictions(Path(path)))
+
+
+def ids_digest(ids) -> str:
+    """sha256 of sorted problem ids: the identity of an eval set (also before any prediction exists)."""
+    return hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode("utf-8")).hexdigest()
 
 
 def _correctness(version: ModelVersion) -> dict[str, bool]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import json
 import os
 import time
@@ -42,8 +41,11 @@ from typing import Any
 
 from srl_rlvr.core.console import rule, say
 from srl_rlvr.core.io import sha256_file, write_json
+from srl_rlvr.data.srl import write_jsonl
 from srl_rlvr.errors import UserInputError
 from srl_rlvr.pipelines.loop.config import LoopConfig, candidate_label
+from srl_rlvr.pipelines.register import same_version
+from srl_rlvr.registry.gate import ids_digest
 
 REPORT_JSON, REPORT_MD, TIMELINE = "loop_report.json", "loop_report.md", "loop_timeline.png"
 
@@ -55,17 +57,6 @@ class LoopStopped(UserInputError):
 # --- small helpers ----------------------------------------------------------------------------------------
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def _ids_digest(rows: list[dict[str, Any]]) -> str:
-    """What the gate calls the eval set's identity (registry.gate.predictions_digest)."""
-    return hashlib.sha256("\n".join(sorted(str(r["id"]) for r in rows)).encode("utf-8")).hexdigest()
 
 
 def _api_key(env: str | None) -> str | None:
@@ -198,8 +189,9 @@ class Loop:
             g = d.demo
             splits = make_demo_splits(n_train=max(g.n_traffic, 1), n_dev=0, n_test=g.n_gate, n_transfer=0,
                                       seed=g.seed, min_ops=g.min_ops, max_ops=g.max_ops, numbers=g.numbers)
-            self.gate_file = _write_jsonl(folder / "gate.jsonl", splits["test"])
-            self.traffic_file = _write_jsonl(folder / "traffic.jsonl", splits["train"][: g.n_traffic])
+            self.gate_file, self.traffic_file = folder / "gate.jsonl", folder / "traffic.jsonl"
+            write_jsonl(self.gate_file, splits["test"])
+            write_jsonl(self.traffic_file, splits["train"][: g.n_traffic])
         else:
             self.gate_file = Path(d.gate)
             self.traffic_file = Path(d.traffic) if d.traffic else None
@@ -236,7 +228,7 @@ class Loop:
         else:
             how = f"{self.name}@{self.alias} is v{holder}"
         champion = registry.backend.get(self.name, holder)
-        if champion.lineage.eval_set_digest != _ids_digest(self.gate_rows):
+        if champion.lineage.eval_set_digest != ids_digest(r["id"] for r in self.gate_rows):
             raise UserInputError(f"{champion.ref} was evaluated on another eval set than {self.gate_file}, so the "
                                  "gate cannot compare a candidate with it; set data.gate to the set it was "
                                  "registered with (srl-rlvr registry show) or start a new registry")
@@ -369,8 +361,7 @@ class Loop:
         lineage = lineage_of(self.candidate_dir, self.candidate_metrics)
         source = str(self.candidate_dir.resolve())
         for known in registry.backend.versions(self.name):  # a rerun of a finished turn registers nothing new
-            if (known.source == source and known.lineage.eval_set_digest == lineage.eval_set_digest
-                    and known.lineage.eval_metrics == lineage.eval_metrics):
+            if same_version(known, source, lineage.eval_set_digest, lineage.eval_metrics):
                 self.candidate = known
                 return {"summary": f"{known.ref} is this candidate already ({known.status})",
                         "version": known.version}
