@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests use as real components: Prometheus (with promtool), Alertmanager (with
-# amtool), node exporter (the training metrics' textfile collector) and Chromium (dashboard page test).
+# amtool), node exporter (the training metrics' textfile collector), Chromium (dashboard page test) and
+# bubblewrap (the code-reward sandbox's outer layer).
 # Installs only what is missing; blocks the packages' services from starting (the tests start their own).
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v chromium >/dev/null || need+=(chromium)
+command -v bwrap >/dev/null || need+=(bubblewrap)  # the code-reward sandbox's outer layer
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

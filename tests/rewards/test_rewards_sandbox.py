@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from srl_rlvr.rewards._sandbox_child import CAP_DAC_READ_SEARCH, _permitted_capabilities, _world_can_run_python
 from srl_rlvr.rewards.sandbox import _nobody_ids, run_python_tests
+from srl_rlvr.rewards.sandbox_launch import use_bwrap
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 MARGIN_S = 1.5  # interpreter start-up, kill and reap, on a loaded 2-core CI box
@@ -122,21 +124,35 @@ def test_candidate_may_write_inside_its_directory() -> None:
         "with tempfile.TemporaryDirectory() as scratch:\n"
         "    open(os.path.join(scratch, 'c.txt'), 'w').write('4')\n"
         "import shutil\nos.makedirs('e/f'); shutil.rmtree('e')\n"
+        "def read(path):\n    return open(path).read()\n"
+        "def listing(path):\n    return os.listdir(path)\n"
     )
-    tests = ["assert open('d/a.txt').read() == '1'", "import os\nassert os.listdir('d') == ['a.txt']"]
+    # the tests run in the reference child, in a directory of its own: they see the files through the candidate
+    tests = ["assert read('d/a.txt') == '1'", "assert listing('d') == ['a.txt']",
+             "import os\nassert os.listdir() == []"]
     result = run_python_tests(code, tests)
-    assert result.passed == (True, True), result
+    assert result.passed == (True, True, True), result
+
+
+def _sandbox_dirs() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("srl_rlvr_sandbox_")}
 
 
 def test_sandbox_directory_is_cwd_home_and_tmp_and_is_removed() -> None:
-    code = "import os, tempfile\nWHERE = os.getcwd()\nopen('/dev/null').close()"
+    code = (
+        "import os, sys, tempfile\n"
+        "def where():\n"
+        "    return [os.getcwd(), os.environ['HOME'], tempfile.gettempdir(), sys.flags.isolated]\n"
+    )
     tests = [
-        "import os\nassert os.environ['HOME'] == WHERE",
-        "import tempfile\nassert tempfile.gettempdir() == WHERE",
+        "cwd, home, tmp, isolated = where()\nassert cwd == home == tmp and isolated == 1",
+        "import os, sys, tempfile\nassert os.getcwd() == os.environ['HOME'] == tempfile.gettempdir() != where()[0]",
         "import sys\nassert sys.flags.isolated == 1",
     ]
+    before = _sandbox_dirs()
     result = run_python_tests(code, tests)
     assert result.passed == (True, True, True), result
+    assert _sandbox_dirs() <= before  # both children's directories are gone
 
 
 @pytest.mark.parametrize(
@@ -183,8 +199,11 @@ def test_fork_is_blocked_by_the_audit_hook() -> None:
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("bwrap", [False, True], ids=["plain", "bwrap"])
 @pytest.mark.parametrize("parent_waits", [False, True], ids=["parent_exits", "parent_hangs"])
-def test_forked_sleeper_dies_with_the_run_even_without_the_audit_hook(parent_waits: bool) -> None:
+def test_forked_sleeper_dies_with_the_run_even_without_the_audit_hook(parent_waits: bool, bwrap: bool) -> None:
+    if bwrap and not use_bwrap(True):
+        pytest.skip("bwrap does not work here")
     # Layer check: with the audit hook off, the process group kill alone must take the child down.
     marker = f"31{uuid.uuid4().int % 10**8}.5"  # a sleep(1) argument nobody else uses
     code = (
@@ -194,7 +213,7 @@ def test_forked_sleeper_dies_with_the_run_even_without_the_audit_hook(parent_wai
         + ("import time\ntime.sleep(100)\n" if parent_waits else "")
     )
     started = time.monotonic()
-    result = run_python_tests(code, ["assert True"], timeout_s=1.0, _audit_hook=False, sandbox="weak")
+    result = run_python_tests(code, ["assert True"], timeout_s=1.0, _audit_hook=False, _bwrap=bwrap, sandbox="weak")
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + MARGIN_S, elapsed
     assert result.timed_out == parent_waits
@@ -215,16 +234,17 @@ def test_memory_bomb_is_stopped() -> None:
         assert time.monotonic() - started < 5.0
 
 
-def test_rlimits_are_set_in_the_child() -> None:
-    tests = [
-        "import resource\nassert resource.getrlimit(resource.RLIMIT_AS) == (256 * 1024 ** 2,) * 2",
-        "import resource\nassert resource.getrlimit(resource.RLIMIT_CPU) == (3, 4)",
-        "import resource\nassert resource.getrlimit(resource.RLIMIT_FSIZE)[1] == 16 * 1024 ** 2",
-        "import resource\nassert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)",
-    ]
-    result = run_python_tests("", tests, timeout_s=2.0, memory_mb=256)
+def test_rlimits_are_set_in_both_children() -> None:
+    code = "import resource\ndef limit(name):\n    return resource.getrlimit(getattr(resource, name))\n"
+    expected = {"RLIMIT_AS": (256 * 1024**2,) * 2, "RLIMIT_CPU": (3, 4), "RLIMIT_CORE": (0, 0)}
+    tests = []
+    for name, value in expected.items():
+        tests.append(f"assert limit({name!r}) == {value!r}")  # the candidate child
+        tests.append(f"import resource\nassert resource.getrlimit(resource.{name}) == {value!r}")  # the reference
+    tests.append("assert limit('RLIMIT_FSIZE')[1] == 16 * 1024 ** 2")
+    result = run_python_tests(code, tests, timeout_s=2.0, memory_mb=256)
     assert "rlimits" in result.layers
-    assert result.passed == (True,) * 4, result
+    assert result.passed == (True,) * len(tests), result
 
 
 def test_socket_creation_is_blocked() -> None:
@@ -260,7 +280,7 @@ def test_network_namespace_cuts_even_loopback(listening_port: int) -> None:
         "except OSError:\n"
         "    REACHED = False\n"
     )
-    result = run_python_tests(code, ["assert not REACHED"], _audit_hook=False, sandbox="weak")
+    result = run_python_tests(code, ["assert not REACHED"], _audit_hook=False, _bwrap=False, sandbox="weak")
     if "netns" not in result.layers:
         pytest.skip("no permission to create a network namespace here; the audit hook is the only net layer")
     assert result.passed == (True,)
@@ -268,20 +288,26 @@ def test_network_namespace_cuts_even_loopback(listening_port: int) -> None:
 
 @pytest.mark.skipif(not CAN_DROP_PRIVILEGES, reason="not root, or nobody could not load the interpreter here")
 def test_privilege_drop_alone_stops_writes_to_the_repo(outside_targets: list[Path]) -> None:
+    # Layer check: no audit hook and no bwrap (which would hide the repo), so only the uid stands in the way.
     repo_target = outside_targets[1]
-    code = (f"import os\nUID = os.getuid()\ntry:\n    open({str(repo_target)!r}, 'w')\n"
-            "except PermissionError:\n    pass")
+    code = (
+        f"import os\ntry:\n    open({str(repo_target)!r}, 'w')\nexcept PermissionError:\n    pass\n"
+        "def uid():\n    return os.getuid()\n"
+        "def signal_init():\n    os.kill(1, 0)\n"
+        "def status():\n    return open('/proc/self/status').read()\n"
+    )
     tests = [
-        "assert UID != 0",
-        "import os\nos.kill(1, 0)",  # may not signal other users' processes
+        "assert uid() != 0",
+        "signal_init()",  # may not signal other users' processes
         # at most CAP_DAC_READ_SEARCH (to read the interpreter), and no way to gain more
-        "status = open('/proc/self/status').read()\n"
-        "effective = int(status.split('CapEff:')[1].split()[0], 16)\n"
-        "assert effective & ~(1 << 2) == 0 and 'NoNewPrivs:\\t1' in status",
+        "text = status()\n"
+        "effective = int(text.split('CapEff:')[1].split()[0], 16)\n"
+        "assert effective & ~(1 << 2) == 0 and 'NoNewPrivs:\\t1' in text",
     ]
-    result = run_python_tests(code, tests, _audit_hook=False, sandbox="weak")
+    result = run_python_tests(code, tests, _audit_hook=False, _bwrap=False, sandbox="weak")
     assert "nobody" in result.layers
     assert result.passed == (True, False, True), result
+    assert result.outcomes[1] == "PermissionError"
     assert not repo_target.exists()
 
 
@@ -320,6 +346,8 @@ def test_layers_reported_here() -> None:
     result = run_python_tests("", ["assert True"])
     assert {"rlimits", "audit_hook"} <= result.layers
     assert ("nobody" in result.layers) == CAN_DROP_PRIVILEGES
+    assert ("bwrap" in result.layers) == use_bwrap(None)
+    assert "bwrap" not in run_python_tests("", ["assert True"], _bwrap=False).layers
 
 
 def test_lookalike_objects_do_not_slip_past_the_hook(outside_targets: list[Path]) -> None:
@@ -351,39 +379,8 @@ def test_lookalike_objects_do_not_slip_past_the_hook(outside_targets: list[Path]
 
 
 # --- forging, other processes, strict mode (issue 18) -------------------------------------------------------
-FORGER = """
-import sys
-frame = sys._getframe()
-while frame is not None and "report" not in frame.f_locals:
-    frame = frame.f_back
-report = frame.f_locals["report"]
-for index in range(3):
-    report(f"T {index} 1 ok")            # a pass line for every test ...
-for guess in range(10):
-    report(f"V 1 {repr(guess).encode().hex()}")   # ... and guesses at a value test
-import os
-os._exit(0)
-"""
-
-
-def test_a_candidate_that_finds_the_reporter_cannot_forge_a_parent_judged_test():
-    tests = ["assert f(1) == 2", "assert f(2) == 3", "assert f(3) > 0"]
-    result = run_python_tests(FORGER, tests)
-    assert result.judged_outside == (True, True, False)
-    # value tests: the expected value never entered the sandbox, so forged pass lines count for nothing and
-    # ten guesses are ten value reports, which fail the test
-    assert result.passed[:2] == (False, False)
-    assert result.outcomes[1] == "several value reports"
-    # the residual risk, stated in docs/rewards.md: a test judged in the sandbox can still be forged
-    assert result.passed[2] is True
-
-
-def test_value_tests_pass_on_the_right_value_only():
-    code = "def f(x):\n    return [x, x + 1]\n\nclass Liar:\n    def __eq__(self, other):\n        return True\n"
-    tests = ["assert f(1) == [1, 2]", "assert f(1) == [1, 3]", "assert Liar() == 5", "assert f(2)[0] == 2.0"]
-    result = run_python_tests(code, tests)
-    # a lying __eq__ no longer passes: the parent compares the literal it was sent, and Liar() is no literal
-    assert result.passed == (True, False, False, True)
+# Forging the verdict (frames, gc, the nonce), lying results and the other hostile candidates of issue 18 are
+# in test_sandbox_hostile.py; the two-process protocol and plain-data wire in test_sandbox_wire.py.
 
 
 def test_the_candidate_cannot_signal_or_read_other_processes():

@@ -1,11 +1,15 @@
-"""Child side of the code sandbox: ``python -I -c <this file's source> {setup|run} <payload.json>``.
+"""Child side of the code sandbox: ``python -I -c <this file's source> {setup|run} <config JSON>``.
 
 Stdlib only and self-contained: it runs in a fresh interpreter, never imported by the package at run time.
-Two stages, so that ctypes is never loaded in the process that runs the candidate (CPython caches loaded
-extension modules, and the candidate could re-create a cached ``_ctypes`` without any audit event):
+``sandbox.py`` starts two of these per run, never connected to each other: a *candidate* child that runs only
+the candidate's code (``sandbox_candidate.py``) and a *reference* child that runs only the trusted tests
+(``sandbox_reference.py``); the parent relays calls between them. Both get every layer below. Two stages, so
+that ctypes is never loaded in the process that runs the candidate (CPython caches loaded extension modules,
+and the candidate could re-create a cached ``_ctypes`` without any audit event):
 
 ``setup`` (only when started as root; ``python -I -S``):
-  1. ``unshare(CLONE_NEWNET)``: a network namespace with no interface up, not even loopback;
+  1. ``unshare(CLONE_NEWNET)``: a network namespace with no interface up, not even loopback (skipped inside
+     bubblewrap, which made one already);
   2. drop root to ``nobody`` for good, then ``PR_SET_NO_NEW_PRIVS``. If the interpreter is not
      readable by everyone (here it lives under a 0700 ``/root``), keep exactly one capability,
      CAP_DAC_READ_SEARCH (read anything, write only as nobody), as an ambient capability so it
@@ -14,17 +18,18 @@ extension modules, and the candidate could re-create a cached ``_ctypes`` withou
   We do this here rather than in ``preexec_fn`` because preexec_fn is not thread-safe (trainers are
   multi-threaded) and because exec-ing the interpreter as plain nobody fails when it isn't readable.
 
-``run`` (trusted until the audit hook is in, then the candidate):
-  4. read the payload and delete it, so the candidate can't read its tests;
-  5. rlimits: address space, CPU seconds, file size, processes, open files, no core dumps;
-  6. stdin/stdout/stderr go to /dev/null; results leave on a private dup of the original stdout, each
-     line tagged with the nonce so the candidate's own prints can never count as a pass;
-  7. an audit hook (PEP 578) that blocks processes, sockets, ctypes, signals, chdir, symlinks, and any
-     write/rename/remove/mkdir/chmod outside the sandbox directory;
-  8. run the candidate, then each test, reporting as it goes.
+``run`` (trusted until the audit hook is in, then, in the candidate child, the candidate):
+  4. move the two pipe ends off fds 0 and 1 onto private descriptors; fds 0-2 become /dev/null;
+  5. read the payload (the first frame on the pipe: role, module sources, code or tests, limits);
+  6. rlimits: address space, CPU seconds, file size, processes, open files, no core dumps;
+  7. an audit hook (PEP 578) that blocks processes, sockets, ctypes, signals, chdir, symlinks, any
+     write/rename/remove/mkdir/chmod outside the sandbox directory, and reads outside the file tree that
+     bwrap would show (the system libraries, the interpreter, the sandbox directory);
+  8. report the layers that actually hold (uid, namespaces against the parent's), then play the role.
 
-The run stage checks which layers actually hold (its uid, its network namespace inode against the
-parent's) and reports them on the first results line.
+Frames on both pipes: a 4-byte big-endian length, one kind byte, the body. Parent to child: ``P`` payload,
+``C`` a call (candidate), ``A`` an answer or ``G`` "the candidate is gone" (reference). Child to parent: ``M`` a
+message for the parent (JSON), ``C`` a call to relay (reference), ``A`` an answer to relay (candidate).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import resource
 import stat
 import sys
+import types
 
 CLONE_NEWNET = 0x40000000
 PR_SET_KEEPCAPS = 8
@@ -42,6 +48,8 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 CAP_DAC_READ_SEARCH = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
+MAX_FRAME_BYTES = 8 * 1024 * 1024 + 1  # sandbox_wire.MAX_MESSAGE_BYTES and the kind byte
+ROLE_MODULES = {"candidate": "sandbox_candidate", "reference": "sandbox_reference"}
 
 
 # ---------------------------------------------------------------- setup stage (root, ctypes allowed)
@@ -94,15 +102,14 @@ def _keep_read_search_capability(ctypes, libc) -> bool:
     return libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0) == 0
 
 
-def _setup_then_exec(payload_path: str) -> None:
-    with open(payload_path, encoding="utf-8") as handle:
-        payload = json.load(handle)
+def _setup_then_exec(config_json: str) -> None:
+    config = json.loads(config_json)
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    if payload["isolate_network"]:
+    if config["isolate_network"]:
         libc.unshare(CLONE_NEWNET)  # the run stage checks whether it took
-    drop = payload["drop_privileges"]
+    drop = config["drop_privileges"]
     world_readable = _world_can_run_python()
     if drop and not world_readable:
         # nobody couldn't even load the interpreter: drop only if CAP_DAC_READ_SEARCH can come along.
@@ -110,34 +117,43 @@ def _setup_then_exec(payload_path: str) -> None:
         drop = has_read_search and libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0
     if drop:
         os.setgroups([])
-        os.setgid(payload["gid"])
-        os.setuid(payload["uid"])
+        os.setgid(config["gid"])
+        os.setuid(config["uid"])
         if not world_readable and not _keep_read_search_capability(ctypes, libc):
             raise SystemExit("sandbox setup: dropped to nobody but could not keep CAP_DAC_READ_SEARCH")
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    os.execv(sys.executable, [sys.executable, "-I", "-c", payload["child_source"], "run", payload_path])
+    os.execv(sys.executable, [sys.executable, "-I", "-c", config["child_source"], "run", config_json])
 
 
 # ---------------------------------------------------------------- run stage (no ctypes, ever)
 
 
-def _read_payload(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        payload = json.load(handle)
-    os.remove(path)
-    return payload
-
-
-def _confirmed_layers(payload: dict) -> list[str]:
-    layers = []
+def _namespace_inode(kind: str) -> int:
     try:
-        if os.stat("/proc/self/ns/net").st_ino != payload["parent_netns_inode"]:
-            layers.append("netns")
+        return os.stat(f"/proc/self/ns/{kind}").st_ino
     except OSError:
-        pass
-    uid = payload["uid"]
-    if uid > 0 and os.getresuid() == (uid, uid, uid):
+        return -1
+
+
+def _in_initial_user_namespace() -> bool:
+    """Whether our uid is the machine's uid, not one a user namespace maps to someone else (root, say)."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as handle:
+            return handle.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _confirmed_layers(config: dict) -> list[str]:
+    layers = []
+    inodes = config["parent_namespace_inodes"]
+    if _namespace_inode("net") not in (-1, inodes["net"]):
+        layers.append("netns")
+    uid = config["uid"]
+    if uid > 0 and os.getresuid() == (uid, uid, uid) and _in_initial_user_namespace():
         layers.append("nobody")
+    if config["bwrap"] and all(_namespace_inode(kind) not in (-1, inodes[kind]) for kind in ("pid", "mnt")):
+        layers.append("bwrap")  # its own pid and mount namespaces: no other process, a minimal file tree
     return layers
 
 
@@ -161,18 +177,23 @@ def _set_limits(limits: dict[str, int], as_nobody: bool) -> bool:
     return True
 
 
-def _private_results_fd() -> int:
-    results_fd = os.dup(1)
-    os.set_inheritable(results_fd, False)
+def _private_pipe_ends() -> tuple[int, int]:
+    """The pipe ends from fds 0 and 1, on private non-inheritable descriptors; fds 0-2 become /dev/null."""
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    for fd in (read_fd, write_fd):
+        os.set_inheritable(fd, False)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    return results_fd
+    return read_fd, write_fd
 
 
-def _install_audit_hook(root: str) -> None:
-    """Install the hook. Every helper it uses is bound here, so the candidate can't monkeypatch them."""
+def _install_audit_hook(root: str, read_roots: list[str]) -> None:
+    """Install the hook. Every helper it uses is bound here, so the candidate can't monkeypatch them.
+    ``read_roots``: what may be opened for reading besides ``root``, /dev, /sys and our own /proc entries: the
+    same file tree bwrap shows (``sandbox_launch.py``), so that without bwrap the candidate can't read the
+    dataset that holds its tests, or the trainer's files."""
     import posix
 
     lstat, readlink, getcwd, stat = posix.lstat, posix.readlink, posix.getcwd, posix.stat
@@ -184,6 +205,8 @@ def _install_audit_hook(root: str) -> None:
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     root_prefix = root + "/"
     writable_devices = ("/dev/null",)
+    read_exact = tuple(path.rstrip("/") for path in read_roots)
+    read_prefixes = tuple(path.rstrip("/") + "/" for path in read_roots) + ("/dev/", "/proc/", "/sys/")
 
     blocked_events = frozenset(
         {
@@ -285,6 +308,13 @@ def _install_audit_hook(root: str) -> None:
         head = resolved[len("/proc/"):].split("/", 1)[0]
         return head.isdigit() and not startswith(resolved + "/", own_proc + "/")
 
+    def readable(path: object) -> bool:
+        text = plain_path(path)
+        resolved = real_path(text) if text is not None else None
+        if resolved is None:
+            return False
+        return resolved == root or resolved in read_exact or startswith(resolved, (root_prefix, *read_prefixes))
+
     def check_open(args: tuple) -> None:
         path, mode, flags = args
         if type_of(path) is not int_type:
@@ -300,6 +330,8 @@ def _install_audit_hook(root: str) -> None:
         if writing:
             if type_of(path) is int_type or not inside(path):
                 deny("writing outside the sandbox directory")
+        elif type_of(path) is not int_type and not readable(path):
+            deny("reading outside the sandbox's file tree")
         elif mode is None and type_of(path) is not int_type and is_outside_directory(path):
             # os.open() of a directory yields a dir_fd; the "open" event can't show later dir_fd-relative writes.
             deny("opening a directory outside the sandbox")
@@ -367,56 +399,90 @@ def _remove_unaudited_functions() -> None:
         del signal.pidfd_send_signal
 
 
-def _run_tests(payload: dict, report, *, compile=compile, exec=exec, range=range, len=len, enumerate=enumerate,
-               type=type, BaseException=BaseException) -> None:
-    # Builtins are bound as keyword defaults: the candidate may rebind builtins.exec and friends.
-    namespace: dict = {"__name__": "__candidate__"}
-    try:
-        exec(compile(payload["code"], "<candidate>", "exec"), namespace)
-    except BaseException as error:  # SystemExit included: exiting early must not skip the tests' verdict
-        for index in range(len(payload["tests"])):
-            report(f"T {index} 0 candidate:{type(error).__name__}")
-        return
-    for index, test in enumerate(payload["tests"]):
-        if type(test) is dict:  # judged by the parent: report the value, never see the expected one
-            try:
-                value = repr(eval(compile(test["expr"], f"<test {index}>", "eval"), namespace))
-            except BaseException as error:
-                report(f"T {index} 0 {type(error).__name__}")
-            else:
-                report(f"V {index} {value.encode('utf-8', 'replace')[:65536].hex()}")
-            continue
-        try:
-            exec(compile(test, f"<test {index}>", "exec"), namespace)
-        except BaseException as error:
-            report(f"T {index} 0 {type(error).__name__}")
-        else:
-            report(f"T {index} 1 ok")
+def _framing(read_fd: int, write_fd: int):
+    """send(kind, body) and recv() -> (kind, body) or None at end of file. Helpers are bound here, so that
+    the candidate rebinding os.read or bytes.join doesn't break the reference child (it can't reach it
+    anyway) and only changes its own answers in the candidate child."""
+    read, write, from_bytes, to_bytes, join = os.read, os.write, int.from_bytes, int.to_bytes, b"".join
+
+    def read_exactly(count: int) -> bytes | None:
+        chunks, left = [], count
+        while left:
+            chunk = read(read_fd, min(left, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        return join(chunks)
+
+    def recv() -> tuple[str, bytes] | None:
+        head = read_exactly(4)
+        if head is None:
+            return None
+        length = from_bytes(head, "big")
+        if not 1 <= length <= MAX_FRAME_BYTES:
+            return None
+        frame = read_exactly(length)
+        return None if frame is None else (chr(frame[0]), frame[1:])
+
+    def send(kind: str, body: bytes) -> None:
+        data = join([to_bytes(len(body) + 1, 4, "big"), kind.encode("ascii"), body])
+        while data:
+            data = data[write(write_fd, data) :]
+
+    return send, recv
 
 
-def _run(payload_path: str) -> None:
-    payload = _read_payload(payload_path)
-    nonce = payload["nonce"]
-    layers = _confirmed_layers(payload)
+def _load_modules(sources: dict[str, str]) -> dict[str, types.ModuleType]:
+    """The role modules from the sources the parent sent (sandbox_wire first: the others import it)."""
+    modules = {}
+    for name, source in sources.items():
+        module = types.ModuleType(name)
+        module.__file__ = f"<{name}>"
+        sys.modules[name] = module
+        exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+        modules[name] = module
+    return modules
+
+
+def _run(config_json: str) -> None:
+    config = json.loads(config_json)
+    read_fd, write_fd = _private_pipe_ends()
+    send, recv = _framing(read_fd, write_fd)
+    frame = recv()
+    if frame is None or frame[0] != "P":
+        raise SystemExit("sandbox child: no payload")
+    payload = json.loads(frame[1])
+    layers = _confirmed_layers(config)
     if _set_limits(payload["limits"], "nobody" in layers):
         layers.append("rlimits")
-    results_fd = _private_results_fd()
     sys.dont_write_bytecode = True
-
-    def report(line: str, write=os.write, encode=str.encode) -> None:
-        write(results_fd, encode(f"{nonce} {line}\n"))
-
+    modules = _load_modules(payload["modules"])
     if payload["audit_hook"]:
         _remove_unaudited_functions()
-        _install_audit_hook(os.path.realpath(payload["sandbox_dir"]))
+        _install_audit_hook(os.path.realpath(config["sandbox_dir"]), payload["read_roots"])
         layers.append("audit_hook")
-    report("L " + ",".join(layers))
-    missing = [name for name in payload.get("required_layers", []) if name not in layers]
-    if missing:  # strict: the candidate never runs without the isolation it was promised
-        report("REFUSED " + ",".join(missing))
+    send("M", json.dumps(["L", layers]).encode())
+    if any(name not in layers for name in payload["required_layers"]):
+        return  # strict: nothing runs without the isolation it was promised (the parent sees which are missing)
+    role = modules[ROLE_MODULES[payload["role"]]]
+    if payload["role"] == "candidate":
+
+        def next_call() -> bytes | None:
+            frame = recv()
+            return frame[1] if frame is not None and frame[0] == "C" else None
+
+        role.serve(payload["code"], lambda body: send("A", body), next_call)
         return
-    _run_tests(payload, report)
-    report("END")
+
+    def next_answer() -> tuple[str, bytes]:
+        frame = recv()
+        return frame if frame is not None else ("G", b"the parent closed the pipe")
+
+    link = role.Link(lambda body: send("C", body), next_answer)
+    role.run(payload["tests"], link,
+             lambda index, passed, outcome: send("M", json.dumps(["R", index, passed, outcome]).encode()))
+    send("M", b'["END"]')
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 
 from srl_rlvr.rewards.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, run_python_tests
@@ -53,6 +54,8 @@ def as_test_snippets(tests: str | list[str], entry_point: str | None = None) -> 
             return [tests]
         if not entry_point.isidentifier():
             raise ValueError(f"entry_point must be a Python identifier, got {entry_point!r}")
+        if hasattr(builtins, entry_point):  # the tests see the real builtins: check(max) would test max itself
+            raise ValueError(f"entry_point {entry_point!r} is the name of a builtin")
         return [f"{tests}\n\ncheck({entry_point})\n"]
     if entry_point is not None:
         raise ValueError("entry_point applies only to a HumanEval-style test string, not to a list of asserts")
@@ -72,8 +75,9 @@ def code_test_reward(
 ) -> float:
     """Fraction in ``[0, 1]`` of ``tests`` (see :func:`as_test_snippets`) that the completion's code passes.
 
-    The code (:func:`extract_code`) and then each test run in one sandboxed interpreter, sharing a
-    namespace; ``timeout_s`` bounds the whole run, and tests that had not finished by then fail.
+    The code (:func:`extract_code`) runs in one sandboxed process and the tests, in order and sharing a
+    namespace, in another, where the code's top-level names stand for its objects and calls cross as plain data
+    (``sandbox.py``); ``timeout_s`` bounds the whole run, and tests that had not finished by then fail.
     A completion with no code at all scores 0.0 without starting a process. ``sandbox``: ``strict``
     (default, ``$SRL_RLVR_SANDBOX``) refuses to run without every isolation layer; ``weak`` runs anyway
     and logs what is missing (``sandbox.py``).
