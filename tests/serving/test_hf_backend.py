@@ -48,14 +48,22 @@ def _plain_generate(model_dir: Path, question: str, max_new_tokens: int) -> str:
     return tokenizer.decode(new, skip_special_tokens=True)
 
 
+SCHEDULERS = pytest.mark.parametrize("scheduler", ["continuous", "static"])
+
+
+def _backend(model_dir: Path, scheduler: str, **hf) -> HFBackend:
+    return HFBackend(tiny_settings(model_dir, hf={"scheduler": scheduler, **hf}))
+
+
 def run(coro):
     return asyncio.run(coro)
 
 
-def test_concurrent_requests_share_one_batch_and_match_solo_generate(tiny_model_dir: Path):
+@SCHEDULERS
+def test_concurrent_requests_share_one_batch_and_match_solo_generate(scheduler: str, tiny_model_dir: Path):
     async def main():
         # A long batch wait, so all four requests are surely waiting when the batch forms.
-        backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 4, "batch_wait_ms": 500}))
+        backend = _backend(tiny_model_dir, scheduler, max_batch_size=4, batch_wait_ms=500)
         await backend.start()
         try:
             prompts = [_prompt(backend.tokenizer, q) for q in QUESTIONS]
@@ -74,9 +82,10 @@ def test_concurrent_requests_share_one_batch_and_match_solo_generate(tiny_model_
         assert finished.finish_reason == ("length" if finished.completion_tokens == limit else "stop")
 
 
-def test_stop_strings_and_cancellation(tiny_model_dir: Path):
+@SCHEDULERS
+def test_stop_strings_and_cancellation(scheduler: str, tiny_model_dir: Path):
     async def main():
-        backend = HFBackend(tiny_settings(tiny_model_dir))
+        backend = _backend(tiny_model_dir, scheduler)
         await backend.start()
         try:
             prompt = Prompt(text="1 2 3", token_ids=tuple(backend.tokenizer("1 2 3")["input_ids"]))
@@ -100,10 +109,10 @@ def test_stop_strings_and_cancellation(tiny_model_dir: Path):
 
 
 @pytest.mark.parametrize("mixed", [True, False])
-def test_adapters_load_mix_and_unload(tiny_model_dir: Path, lora_dirs, tmp_path: Path, mixed: bool):
+@SCHEDULERS
+def test_adapters_load_mix_and_unload(scheduler: str, tiny_model_dir: Path, lora_dirs, tmp_path: Path, mixed: bool):
     async def main():
-        backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 4, "batch_wait_ms": 300,
-                                                              "mixed_adapter_batches": mixed}))
+        backend = _backend(tiny_model_dir, scheduler, max_batch_size=4, batch_wait_ms=300, mixed_adapter_batches=mixed)
         await backend.start()
         try:
             prompt = _prompt(backend.tokenizer, QUESTIONS[1])
@@ -149,7 +158,8 @@ def _make_mismatched_adapter(source: Path, out: Path) -> None:
     (out / "adapter_config.json").write_text((source / "adapter_config.json").read_text())
 
 
-def test_shared_prefix_is_prefilled_once_and_changes_nothing(tiny_model_dir: Path, lora_dirs):
+@SCHEDULERS
+def test_shared_prefix_is_prefilled_once_and_changes_nothing(scheduler: str, tiny_model_dir: Path, lora_dirs):
     """SRL-style prompts share a long system prompt: it is prefilled once and cached (per adapter), and
     every answer equals the one without the prefix cache, including after an adapter name is reused."""
     from srl_rlvr.prompts import full_problem_messages
@@ -157,8 +167,7 @@ def test_shared_prefix_is_prefilled_once_and_changes_nothing(tiny_model_dir: Pat
     problems = ["Mia has 7 boxes with 6 pens in each.", "Noah starts with 12 marbles.", "What is 2+3?"]
 
     async def answers(prefix_cache: bool) -> tuple[list, list[int]]:
-        backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 3, "batch_wait_ms": 300,
-                                                              "prefix_cache": prefix_cache}))
+        backend = _backend(tiny_model_dir, scheduler, max_batch_size=3, batch_wait_ms=300, prefix_cache=prefix_cache)
         await backend.start()
         try:
             prompts = []
@@ -205,15 +214,15 @@ def test_batch_wait_policy(tiny_model_dir: Path):
     batch's run time for k requests to come back; a full batch never waits."""
     import time
 
-    backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 8, "batch_wait_ms": 10,
-                                                          "refill_wait_fraction": 0.1}))
+    backend = HFBackend(tiny_settings(tiny_model_dir, hf={"scheduler": "static", "max_batch_size": 8,
+                                                          "batch_wait_ms": 10, "refill_wait_fraction": 0.1}))
     now = time.monotonic()
-    assert backend._batch_wait_left(1, now, 0.010) == pytest.approx(0.010, abs=0.005)
-    backend._last_batch = (8, 5.0, now)  # 8 rows just finished after 5 s
-    assert backend._batch_wait_left(3, now, 0.010) == pytest.approx(0.5, abs=0.01)
-    assert backend._batch_wait_left(8, now, 0.010) <= 0.010
-    backend._last_batch = (8, 5.0, now - 1.0)  # long ago: only the plain wait is left
-    assert backend._batch_wait_left(3, now, 0.010) <= 0.010
+    assert backend.scheduler.batch_wait_left(1, now, 0.010) == pytest.approx(0.010, abs=0.005)
+    backend.scheduler.last_batch = (8, 5.0, now)  # 8 rows just finished after 5 s
+    assert backend.scheduler.batch_wait_left(3, now, 0.010) == pytest.approx(0.5, abs=0.01)
+    assert backend.scheduler.batch_wait_left(8, now, 0.010) <= 0.010
+    backend.scheduler.last_batch = (8, 5.0, now - 1.0)  # long ago: only the plain wait is left
+    assert backend.scheduler.batch_wait_left(3, now, 0.010) <= 0.010
 
 
 def test_a_lora_folder_as_model_is_served_merged(tiny_model_dir: Path, lora_dirs):
@@ -234,10 +243,11 @@ def test_a_lora_folder_as_model_is_served_merged(tiny_model_dir: Path, lora_dirs
     assert merged != run(answer(str(tiny_model_dir), None))
 
 
+@SCHEDULERS
 def test_replacing_an_adapter_in_place_has_no_window_and_in_flight_requests_keep_the_old_weights(
-        tiny_model_dir: Path, lora_dirs):
+        scheduler: str, tiny_model_dir: Path, lora_dirs):
     async def main():
-        backend = HFBackend(tiny_settings(tiny_model_dir, hf={"max_batch_size": 2, "batch_wait_ms": 5}))
+        backend = _backend(tiny_model_dir, scheduler, max_batch_size=2, batch_wait_ms=5)
         await backend.start()
         try:
             prompt = _prompt(backend.tokenizer, QUESTIONS[1])

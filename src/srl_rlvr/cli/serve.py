@@ -85,4 +85,5 @@ def serve_command(model: str | None, registry_uri: str | None, config_path: str 
         routed = app.state.routing
         click.echo(f"routed names: {routed.router.model} (any router-{routed.router.name}-<threshold>), "
                    f"{routed.cascade.name}; tiers: {', '.join(t.name for t in routed.router.tiers)}", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                timeout_keep_alive=settings.limits.keep_alive_s)

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from srl_rlvr.serving.backends import Backend, build_backend
+from srl_rlvr.serving.body_limits import BodyLimits
 from srl_rlvr.serving.catalog import ModelCatalog
 from srl_rlvr.serving.errors import APIError, error_body
 from srl_rlvr.serving.metrics import ServingMetrics, route_label
@@ -31,27 +32,21 @@ from srl_rlvr.serving.settings import LOOPBACK_HOSTS, ServeSettings, has_admin_k
 log = logging.getLogger("srl_rlvr.serving")
 
 
-class BodyTooLarge(APIError):
-    def __init__(self, limit: int):
-        super().__init__(413, f"The request body is over this server's limit of {limit} bytes.", "body_too_large")
-
-
 class RequestGate:
-    """ASGI middleware: stamps each request's arrival time (for latency metrics), checks the Host header on a
-    loopback bind (DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the server), and
-    caps the body size, counting the bytes actually received (a missing or false Content-Length does not get
-    around it)."""
+    """ASGI middleware: stamps each request's arrival time (for latency metrics) and checks the Host header on a
+    loopback bind (DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the server). The
+    body's size and time limits are :class:`~srl_rlvr.serving.body_limits.BodyLimits`, inside this one."""
 
-    def __init__(self, app: Any, max_body_bytes: int, allowed_hosts: set[str] | None = None):
-        self.app, self.max_body_bytes, self.allowed_hosts = app, max_body_bytes, allowed_hosts
+    def __init__(self, app: Any, allowed_hosts: set[str] | None = None):
+        self.app, self.allowed_hosts = app, allowed_hosts
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["arrival"] = time.monotonic()
-        headers = dict(scope.get("headers") or [])
         if self.allowed_hosts is not None:
+            headers = dict(scope.get("headers") or [])
             host = host_of(headers.get(b"host", b"").decode("latin-1"))
             if host not in self.allowed_hosts:
                 body = {"error": {"message": f"Host {host or '(none)'!r} is not served here: this server is bound to "
@@ -60,27 +55,13 @@ class RequestGate:
                                   "param": None, "code": "invalid_host"}}
                 await JSONResponse(body, status_code=400)(scope, receive, send)
                 return
-        declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await JSONResponse(BodyTooLarge(self.max_body_bytes).body(), status_code=413)(scope, receive, send)
-            return
-        received = 0
-
-        async def counted_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
-            return message
-
-        await self.app(scope, counted_receive, send)
+        await self.app(scope, receive, send)
 
 
 class ResponseCounter:
     """ASGI middleware: counts every HTTP response by route and status code (``srl_rlvr_serving_http_responses``), the
-    error-ratio alert's input. Errors raised before a response starts count as 500."""
+    error-ratio alert's input. Errors raised before a response starts count as 500; a request left unanswered
+    because its client went away first (mid-body) counts as 499, nginx's "client closed request"."""
 
     def __init__(self, app: Any, metrics: ServingMetrics):
         self.app, self.metrics = app, metrics
@@ -90,6 +71,7 @@ class ResponseCounter:
             await self.app(scope, receive, send)
             return
         status: list[int] = []
+        raised = True
 
         async def counted_send(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -98,8 +80,9 @@ class ResponseCounter:
 
         try:
             await self.app(scope, receive, counted_send)
+            raised = False
         finally:
-            code = str(status[0] if status else 500)
+            code = str(status[0] if status else 500 if raised else 499)
             self.metrics.http_responses.labels(route_label(scope.get("path", "")), code).inc()
 
 
@@ -188,6 +171,9 @@ def create_app(settings: ServeSettings, backend: Backend | None = None, registry
         app.include_router(adapters.router)
     loopback_hosts = ({*LOOPBACK_HOSTS, *(h.lower() for h in settings.allowed_hosts)}
                       if is_loopback(settings.host) else None)
-    app.add_middleware(RequestGate, max_body_bytes=settings.limits.max_body_bytes, allowed_hosts=loopback_hosts)
-    app.add_middleware(ResponseCounter, metrics=metrics)  # outermost: sees the gate's 413s too
+    # the last added is the outermost: ResponseCounter (sees every response) > RequestGate > BodyLimits > routes
+    app.add_middleware(BodyLimits, max_body_bytes=settings.limits.max_body_bytes,
+                       body_timeout_s=settings.limits.body_timeout_s)
+    app.add_middleware(RequestGate, allowed_hosts=loopback_hosts)
+    app.add_middleware(ResponseCounter, metrics=metrics)
     return app

@@ -7,7 +7,8 @@ from typing import Any
 # OpenAI's error "type" for each status we send.
 _TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+    405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
+    429: "rate_limit_error", 500: "server_error",
     502: "upstream_error", 503: "server_overloaded", 504: "upstream_error",
 }
 

@@ -44,6 +44,12 @@ class LimitSettings(_Section):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a chat request gives none.")
     max_waiting_requests: int = Field(256, ge=1, description="More queued requests than this get a 503.")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Larger request bodies get a 413.")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body not fully received this many seconds after its headers gets a "
+        "408 and its connection closed (a client dribbling its body cannot hold a request open).")
+    keep_alive_s: int = Field(
+        75, ge=1, description="How long an idle keep-alive connection stays open. Longer than clients' own idle "
+        "expiry (httpx: 5 s), so the client closes first and never reuses a connection the server is closing.")
 
 
 class ThinkSettings(_Section):
@@ -55,7 +61,13 @@ class ThinkSettings(_Section):
 
 
 class HFSettings(_Section):
-    max_batch_size: int = Field(8, ge=1, description="Requests generated together in one padded generate call.")
+    scheduler: Literal["continuous", "static"] = Field(
+        "continuous", description="continuous: requests join and leave the running batch between decode steps; "
+        "static: each batch runs until its longest row ends (the old behaviour, kept for comparison).")
+    max_batch_size: int = Field(8, ge=1, description="Most requests generating at once (rows of the batch).")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="continuous: a request joins the running batch only while the rows' prompt "
+        "tokens + max_tokens (the KV cache they can grow to) stay within this; a lone request always runs.")
     batch_wait_ms: float = Field(10.0, ge=0, description="How long a lone request waits for others to join its batch.")
     refill_wait_fraction: float = Field(
         0.1, ge=0, le=1, description="After a batch of k rows, wait up to this fraction of its run time for k "

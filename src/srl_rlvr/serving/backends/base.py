@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from srl_rlvr.serving.settings import ServeSettings
 
 
+GREEDY_BELOW = 1e-5
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int
@@ -29,7 +32,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        # As vLLM: below 1e-5 it is greedy (logits / 1e-40 overflow float32 and sampling would fail).
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """The ``hf`` backend: transformers + PEFT in this process, with concurrent requests batched together.
 
-One worker thread owns the model. Requests queue up; the worker takes the waiting ones that can share a
-``generate`` call (same sampling settings; any mix of base and LoRA adapters, through peft's
-``adapter_names=`` mixed-batch argument) and runs them as one left-padded batch. A stopping criterion
-sees every new token of every row: it streams each row's text out as it grows and ends each row at its
-own ``max_tokens``, eos or stop string, so a short request is answered as soon as its own row is done.
+One worker thread owns the model. Requests queue up and a scheduler turns them into forward passes:
+
+* ``continuous`` (the default, ``hf_continuous.py``): requests join the running batch between decode
+  steps and leave it when they end, so a short request is not held up by a long one;
+* ``static`` (``hf_static.py``): the waiting requests that can share a ``generate`` call run as one batch
+  until its longest row ends. Kept for comparison (``bench/serve_load.py --scenario long-short``).
+
+Either way any mix of base and LoRA adapters shares a batch (peft's ``adapter_names=``), and each row ends
+at its own ``max_tokens``, eos or stop string.
 
 Prompts that share a prefix (the system prompt and problem layout every SRL prompt starts with) have that
 prefix prefilled once: its KV cache is kept (per adapter, least recently used dropped) and repeated over
@@ -12,8 +16,8 @@ the batch's rows, which then hold ``[prefix | padding | own suffix]``; the atten
 ids computed from it make each row exactly what it would be unpadded. On a CPU, prefill of ~170-token
 prompts costs as much as decoding 50 tokens, so this roughly halves the work of a batch.
 
-LoRA load/unload run on the same worker thread, between batches and in arrival order, so a swap never
-touches a forward pass in flight: requests on other adapters or the base model are unaffected.
+LoRA load/unload/replace run on the same worker thread, between forward passes and in arrival order, so
+a swap never touches a forward pass in flight: requests on other adapters or the base model are unaffected.
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ import copy
 import logging
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,112 +41,16 @@ from srl_rlvr.serving.backends.base import (
     GenerationEvent,
     Prompt,
     SamplingParams,
-    TextDelta,
 )
+from srl_rlvr.serving.backends.hf_continuous import ContinuousScheduler
+from srl_rlvr.serving.backends.hf_rows import Command, Request, common_prefix_length, set_exception
+from srl_rlvr.serving.backends.hf_static import StaticScheduler
 from srl_rlvr.serving.errors import APIError, model_not_found
 
 log = logging.getLogger("srl_rlvr.serving")
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+_STAGING_SUFFIX = "__replacing"  # the name an in-place replacement is loaded under first
 _LORA_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])\.weight$")
-
-
-@dataclass(eq=False)
-class _Request:
-    adapter: str | None
-    token_ids: list[int]
-    params: SamplingParams
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    queued_at: float = field(default_factory=time.monotonic)
-    # generation state, touched only by the worker thread
-    tokens: list[int] = field(default_factory=list)
-    sent_chars: int = 0
-    done: bool = False
-
-    def send(self, event: GenerationEvent | BaseException) -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop is gone (shutdown): nobody is listening
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-
-    def fail(self, error: BaseException) -> None:
-        if not self.done:
-            self.done = True
-            self.send(error)
-
-
-@dataclass(eq=False)
-class _Command:
-    """Work that must not overlap a forward pass (adapter load/unload)."""
-
-    run: Callable[[], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
-
-
-class _RowController:
-    """A transformers stopping criterion used as a per-step hook: emits each row's new text, ends rows."""
-
-    def __init__(self, rows: list[_Request], tokenizer: Any, eos_ids: set[int]):
-        self.rows, self.tokenizer, self.eos_ids = rows, tokenizer, eos_ids
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        for row, token in zip(self.rows, input_ids[:, -1].tolist()):
-            if row.done:
-                continue
-            if row.cancelled.is_set():  # the client went away: free the row
-                row.done = True
-            elif token in self.eos_ids:
-                self.finish(row, "stop")
-            else:
-                row.tokens.append(token)
-                self.advance(row)
-                if not row.done and len(row.tokens) >= row.params.max_tokens:
-                    self.finish(row, "length")
-        return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
-
-    def _text(self, row: _Request) -> str:
-        # No clean-up of spaces: byte-level decoding is then prefix-stable, so deltas add up to the text.
-        return self.tokenizer.decode(row.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-    def advance(self, row: _Request) -> None:
-        text = self._text(row)
-        hold = 0
-        if row.params.stop:
-            hits = [i for s in row.params.stop if (i := text.find(s, max(0, row.sent_chars - len(s)))) >= 0]
-            if hits:
-                self._send_until(row, text, min(hits))
-                self._end(row, "stop")
-                return
-            hold = max(_partial_suffix(text, s) for s in row.params.stop)  # maybe the start of a stop string
-        end = len(text) - hold
-        while end > row.sent_chars and text[end - 1] == "\ufffd":  # half of a multi-byte character
-            end -= 1
-        self._send_until(row, text, end)
-
-    def finish(self, row: _Request, reason: str) -> None:
-        text = self._text(row)
-        self._send_until(row, text, len(text))
-        self._end(row, reason)
-
-    @staticmethod
-    def _send_until(row: _Request, text: str, end: int) -> None:
-        if end > row.sent_chars:
-            row.send(TextDelta(text[row.sent_chars:end]))
-            row.sent_chars = end
-
-    @staticmethod
-    def _end(row: _Request, reason: str) -> None:
-        row.done = True
-        row.send(Finished(reason, len(row.token_ids), len(row.tokens)))
-
-
-def _partial_suffix(text: str, stop: str) -> int:
-    for n in range(min(len(stop) - 1, len(text)), 0, -1):
-        if text.endswith(stop[:n]):
-            return n
-    return 0
 
 
 class HFBackend(Backend):
@@ -161,16 +67,16 @@ class HFBackend(Backend):
         self._eos_ids: set[int] = set()
         self._root = settings.model
         self._cond = threading.Condition()
-        self._pending: list[_Request | _Command] = []
-        self._running: list[_Request] = []
+        self._pending: list[Request | Command] = []
+        self._running: list[Request] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # rows per generate call
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # rows per prefill (batch start)
         self.prefix_hits: collections.deque[int] = collections.deque(maxlen=10_000)  # shared tokens per batch
         self._prefix_cache: collections.OrderedDict[tuple[str | None, tuple[int, ...]], Any] = (
             collections.OrderedDict())
         self._last_prompt: dict[str | None, list[int]] = {}
-        self._last_batch = (0, 0.0, 0.0)  # rows, seconds it ran, when it ended (monotonic)
+        self.scheduler = (ContinuousScheduler if self.hf.scheduler == "continuous" else StaticScheduler)(self)
 
     @property
     def model_root(self) -> str:
@@ -180,6 +86,8 @@ class HFBackend(Backend):
     async def start(self) -> None:
         if self._model is None:
             await asyncio.to_thread(self._load_base)
+        if isinstance(self.scheduler, ContinuousScheduler):
+            self.scheduler.check_model(self._model)
         self._stopping = False
         self._thread = threading.Thread(target=self._worker, name="hf-backend-worker", daemon=True)
         self._thread.start()
@@ -211,10 +119,10 @@ class HFBackend(Backend):
             leftover, self._pending = self._pending, []
         for item in leftover:
             error = APIError(503, "the server is shutting down", "shutting_down")
-            if isinstance(item, _Request):
+            if isinstance(item, Request):
                 item.fail(error)
             else:
-                item.loop.call_soon_threadsafe(_set_exception, item.future, error)
+                item.loop.call_soon_threadsafe(set_exception, item.future, error)
 
     # --- requests ----------------------------------------------------------------------------------
     async def generate(self, adapter: str | None, prompt: Prompt,
@@ -223,7 +131,7 @@ class HFBackend(Backend):
             raise ValueError("the hf backend needs a rendered prompt (token_ids)")
         if adapter is not None and adapter not in self._adapters:
             raise model_not_found(adapter)
-        request = _Request(adapter, list(prompt.token_ids), params, asyncio.get_running_loop())
+        request = Request(adapter, list(prompt.token_ids), params, asyncio.get_running_loop())
         with self._cond:
             self._pending.append(request)
             self._cond.notify()
@@ -244,25 +152,27 @@ class HFBackend(Backend):
     def load_snapshot(self) -> dict[str | None, tuple[int, int]]:
         with self._cond:
             running = [r.adapter for r in self._running if not r.done]
-            waiting = [r.adapter for r in self._pending if isinstance(r, _Request)]
+            waiting = [r.adapter for r in self._pending if isinstance(r, Request)]
         names = {None, *self._adapters, *running, *waiting}
         return {n: (running.count(n), waiting.count(n)) for n in names}
 
     # --- adapters ----------------------------------------------------------------------------------
     async def load_adapter(self, name: str, path: str) -> AdapterInfo:
+        _check_adapter_name(name)
         return await self._on_worker(lambda: self._load_adapter_now(name, path))
 
     async def unload_adapter(self, name: str) -> None:
-        await self._on_worker(lambda: self._unload_adapter_now(name))
+        await self._on_worker(lambda: self._unload_adapter_now(name), touches=name)
 
     async def replace_adapter(self, name: str, path: str) -> AdapterInfo:
         """One worker command, so a barrier: requests queued before it finish on the old weights, the ones
         after it get the new ones, and none sees ``name`` missing (no unload-then-load window)."""
-        return await self._on_worker(lambda: self._replace_adapter_now(name, path))
+        _check_adapter_name(name)
+        return await self._on_worker(lambda: self._replace_adapter_now(name, path), touches=name)
 
-    async def _on_worker(self, run: Callable[[], Any]) -> Any:
+    async def _on_worker(self, run: Callable[[], Any], touches: str | None = None) -> Any:
         loop = asyncio.get_running_loop()
-        command = _Command(run, loop, loop.create_future())
+        command = Command(run, loop, loop.create_future(), touches)
         with self._cond:
             self._pending.append(command)
             self._cond.notify()
@@ -304,7 +214,7 @@ class HFBackend(Backend):
     def _replace_adapter_now(self, name: str, path: str) -> AdapterInfo:
         if name not in self._adapters:
             raise APIError(404, f"The lora adapter '{name}' cannot be found.", "model_not_found", "lora_name")
-        staged = f"{name}__replacing"
+        staged = f"{name}{_STAGING_SUFFIX}"
         info = self._load_adapter_now(staged, path)  # every check, and a failed load leaves `name` as it was
         try:
             self._peft.delete_adapter(name)
@@ -377,102 +287,36 @@ class HFBackend(Backend):
         self._last_prompt.pop(adapter, None)
 
     # --- the worker --------------------------------------------------------------------------------
-    def _group_key(self, request: _Request) -> tuple:
-        p = request.params
-        sampling: tuple = ("greedy",) if p.greedy else ("sample", p.temperature, p.top_p)
-        if not p.greedy and p.seed is not None:
-            sampling += ("seed", id(request))  # a seeded request runs alone, so its seed alone decides its tokens
-        return sampling, (None if self.hf.mixed_adapter_batches else request.adapter)
-
-    def _next_job(self) -> list[_Request] | _Command | None:
-        wait_s = self.hf.batch_wait_ms / 1000.0
-        with self._cond:
-            while True:
-                if self._stopping:
-                    return None
-                self._pending = [r for r in self._pending if not (isinstance(r, _Request) and r.cancelled.is_set())]
-                if not self._pending:
-                    self._cond.wait()
-                    continue
-                barrier = next((i for i, r in enumerate(self._pending) if isinstance(r, _Command)), None)
-                eligible = self._pending[:barrier]
-                if not eligible:
-                    return self._pending.pop(0)
-                key = self._group_key(eligible[0])
-                group = [r for r in eligible if self._group_key(r) == key][: self.hf.max_batch_size]
-                if barrier is None and len(group) < self.hf.max_batch_size:
-                    left = self._batch_wait_left(len(group), eligible[0].queued_at, wait_s)
-                    if left > 0:
-                        self._cond.wait(left)  # let concurrent requests join this batch
-                        continue
-                taken = set(map(id, group))
-                self._pending = [r for r in self._pending if id(r) not in taken]
-                self._running = group
-                return group
-
-    def _batch_wait_left(self, queued: int, oldest: float, wait_s: float) -> float:
-        """Seconds more to wait before running ``queued`` requests as a batch.
-
-        A lone request waits ``batch_wait_ms`` for company. Right after a batch of k rows, the clients it
-        answered are typically sending their next requests; starting with the first to arrive would split
-        them into a batch of 1 and a batch of k-1 (and the split persists), so wait for k of them, up to
-        ``refill_wait_fraction`` of that batch's run time.
-        """
-        now = time.monotonic()
-        left = oldest + wait_s - now
-        rows, seconds, ended = self._last_batch
-        if queued < min(rows, self.hf.max_batch_size):
-            left = max(left, ended + self.hf.refill_wait_fraction * seconds - now)
-        return left
-
     def _worker(self) -> None:
-        while (job := self._next_job()) is not None:
-            if isinstance(job, _Command):
-                self._run_command(job)
-            else:
-                started = time.monotonic()
-                try:
-                    self._run_batch(job)
-                finally:
-                    ended = time.monotonic()
-                    with self._cond:
-                        self._running = []
-                        self._last_batch = (len(job), ended - started, ended)
+        # The scheduler handles a failed forward pass itself; this catches a bug in the scheduler, so that
+        # it costs the requests it held a 500 instead of leaving every later request waiting forever.
+        while True:
+            try:
+                self.scheduler.run()
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.exception("the hf scheduler failed; failing its requests and starting it again")
+                error = APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
+                with self._cond:
+                    held, self._running = self._running, []
+                for row in held:
+                    row.fail(error)
+                self.scheduler = type(self.scheduler)(self)
 
-    @staticmethod
-    def _run_command(command: _Command) -> None:
-        try:
-            result = command.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-            command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
-        else:
-            command.loop.call_soon_threadsafe(_set_result, command.future, result)
+    def _drop_cancelled_locked(self) -> None:
+        self._pending = [r for r in self._pending if not (isinstance(r, Request) and r.cancelled.is_set())]
 
-    def _run_batch(self, rows: list[_Request]) -> None:
+    @property
+    def device(self) -> Any:
+        return next(self._model.parameters()).device
+
+    def layout(self, rows: list[Request], shared: int) -> tuple[Any, Any]:
+        """(input ids, attention mask) of rows laid out as [shared prefix | padding | own tokens]; with no
+        shared prefix that is plain left padding."""
         import torch
-        from transformers import GenerationConfig, StoppingCriteriaList
 
-        for row in rows:
-            if row.adapter is not None and row.adapter not in self._adapters:  # unloaded while it waited
-                row.fail(model_not_found(row.adapter))
-        rows = [r for r in rows if not r.done]
-        if not rows:
-            return
-        self.batch_sizes.append(len(rows))
-        pad = self.tokenizer.pad_token_id
-        device = next(self._model.parameters()).device
-        params = rows[0].params
-        try:
-            shared, prefix_cache = self._shared_prefix(rows) if self.hf.prefix_cache else (0, None)
-        except Exception as exc:  # noqa: BLE001 - reported to each waiting client, the worker lives on
-            log.exception("prefix prefill failed")
-            for row in rows:
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
-            return
-        self.prefix_hits.append(shared)
-        # Each row: [shared prefix | padding | its own tokens]; with no shared prefix that is left padding.
         width = shared + max(len(r.token_ids) - shared for r in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             own = row.token_ids[shared:]
@@ -480,36 +324,9 @@ class HFBackend(Backend):
             input_ids[i, width - len(own):] = torch.tensor(own, dtype=torch.long)
             attention[i, :shared] = 1
             attention[i, width - len(own):] = 1
-        extra_cache = {}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)  # generate extends it; the stored one stays as it is
-            cache.batch_repeat_interleave(len(rows))
-            extra_cache = {"cache": cache}
-        config = GenerationConfig(
-            max_new_tokens=max(r.params.max_tokens for r in rows), do_sample=not params.greedy, num_beams=1,
-            pad_token_id=pad, eos_token_id=sorted(self._eos_ids),
-            **({} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}),
-        )
-        controller = _RowController(rows, self._decode_tokenizer, self._eos_ids)
-        try:
-            model, extra, scope = self._model_for(rows)
-            if not params.greedy and params.seed is not None:
-                torch.manual_seed(params.seed)
-            with torch.inference_mode(), scope:
-                model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                               generation_config=config, stopping_criteria=StoppingCriteriaList([controller]),
-                               **extra, **extra_cache)
-        except Exception as exc:  # noqa: BLE001 - reported to each waiting client, the worker lives on
-            log.exception("generation failed")
-            for row in rows:
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
-            return
-        for row in rows:  # rows still open ran into max_new_tokens of the whole batch
-            if not row.done and not row.cancelled.is_set():
-                controller.finish(row, "length")
-            row.done = True
+        return input_ids, attention
 
-    def _shared_prefix(self, rows: list[_Request]) -> tuple[int, Any]:
+    def shared_prefix(self, rows: list[Request]) -> tuple[int, Any]:
         """(length, KV cache of batch size 1) of a prompt prefix every row starts with, or (0, None).
 
         A cached prefix is reused when every row starts with it; otherwise the longest common prefix of the
@@ -537,12 +354,12 @@ class HFBackend(Backend):
         others = [r.token_ids for r in rows[1:]] + ([last] if last is not None else [])
         shared = room
         for ids in others:
-            shared = min(shared, _common_prefix_length(rows[0].token_ids, ids))
+            shared = min(shared, common_prefix_length(rows[0].token_ids, ids))
         if not others or shared < self.hf.min_prefix_tokens:
             return 0, None
         prefix = tuple(rows[0].token_ids[:shared])
         cache = DynamicCache(config=self._model.config)
-        model, extra, scope = self._model_for(rows[:1])
+        model, extra, scope = self.model_for(rows[:1])
         with torch.inference_mode(), scope:
             model(input_ids=torch.tensor([prefix], device=next(self._model.parameters()).device), cache=cache,
                   use_cache=True, logits_to_keep=1, **extra)
@@ -551,7 +368,7 @@ class HFBackend(Backend):
             self._prefix_cache.popitem(last=False)
         return shared, cache
 
-    def _model_for(self, rows: list[_Request]) -> tuple[Any, dict[str, Any], Any]:
+    def model_for(self, rows: list[Request]) -> tuple[Any, dict[str, Any], Any]:
         """(model to call, extra generate kwargs, context manager) for a batch's adapters."""
         if self._peft is None:
             return self._model, {}, contextlib.nullcontext()
@@ -564,22 +381,10 @@ class HFBackend(Backend):
         return self._peft, {}, contextlib.nullcontext()
 
 
-def _common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-def _set_result(future: asyncio.Future, value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _check_adapter_name(name: str) -> None:
+    if name == BASE_ADAPTER or name.endswith(_STAGING_SUFFIX):
+        raise APIError(400, f"'{name}' is reserved on the hf backend ('{BASE_ADAPTER}' means the base model in a "
+                       f"mixed batch; '*{_STAGING_SUFFIX}' is used while replacing)", "invalid_lora_name", "lora_name")
 
 
 @register_backend("hf")
