@@ -303,6 +303,16 @@ class HFBackend(Backend):
                     row.fail(error)
                 self.scheduler = type(self.scheduler)(self)
 
+    def start_rows(self, rows: list[Request]) -> list[Request]:
+        """The rows of a new batch (or of newcomers to one) that can start; counted in ``batch_sizes``."""
+        for row in rows:
+            if row.adapter is not None and row.adapter not in self._adapters:  # unloaded while it waited
+                row.fail(model_not_found(row.adapter))
+        rows = [r for r in rows if not r.done]
+        if rows:
+            self.batch_sizes.append(len(rows))
+        return rows
+
     def _drop_cancelled_locked(self) -> None:
         self._pending = [r for r in self._pending if not (isinstance(r, Request) and r.cancelled.is_set())]
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from srl_rlvr.serving.backends.hf_kv import preallocated_cache
 from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
-from srl_rlvr.serving.errors import APIError, model_not_found
+from srl_rlvr.serving.errors import APIError
 
 if TYPE_CHECKING:
     from srl_rlvr.serving.backends.hf import HFBackend
@@ -203,13 +203,9 @@ class ContinuousScheduler:
     # --- prefill and decode ------------------------------------------------------------------------
     def _admit(self, rows: list[Request]) -> None:
         b = self.backend
-        for row in rows:
-            if row.adapter is not None and row.adapter not in b._adapters:  # unloaded while it waited
-                row.fail(model_not_found(row.adapter))
-        rows = [r for r in rows if not r.done]
+        rows = b.start_rows(rows)
         if not rows:
             return
-        b.batch_sizes.append(len(rows))
         try:
             newcomers, logits = self._prefill(rows)
         except Exception as exc:  # noqa: BLE001 - reported to each admitted client, the worker lives on

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
-from srl_rlvr.serving.errors import APIError, model_not_found
+from srl_rlvr.serving.errors import APIError
 
 if TYPE_CHECKING:
     from srl_rlvr.serving.backends.hf import HFBackend
@@ -96,13 +96,9 @@ class StaticScheduler:
         from transformers import GenerationConfig, StoppingCriteriaList
 
         b = self.backend
-        for row in rows:
-            if row.adapter is not None and row.adapter not in b._adapters:  # unloaded while it waited
-                row.fail(model_not_found(row.adapter))
-        rows = [r for r in rows if not r.done]
+        rows = b.start_rows(rows)
         if not rows:
             return
-        b.batch_sizes.append(len(rows))
         pad = b.tokenizer.pad_token_id
         device = b.device
         params = rows[0].params
