@@ -87,10 +87,11 @@ def bwrap_argv(bwrap: str, sandbox_dir: str, as_root: bool) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.exists(path):
             argv += ["--ro-bind", path, path]
+    # The private /tmp before the interpreter's binds: mounted later it would hide a venv or a clone under /tmp.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in _interpreter_paths():
         argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", sandbox_dir, sandbox_dir, "--chdir", sandbox_dir, "--"]
+    argv += ["--bind", sandbox_dir, sandbox_dir, "--chdir", sandbox_dir, "--"]
     return argv
 
 

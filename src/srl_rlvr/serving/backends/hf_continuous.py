@@ -26,14 +26,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from srl_rlvr.serving.backends.hf_kv import preallocated_cache
 from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
 from srl_rlvr.serving.errors import APIError
-
-if TYPE_CHECKING:
-    from srl_rlvr.serving.backends.hf import HFBackend
 
 log = logging.getLogger("srl_rlvr.serving")
 
@@ -105,7 +102,7 @@ class _Batch:
 
 
 class ContinuousScheduler:
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: Any):  # the HFBackend that owns it (not imported: hf.py imports this module)
         self.backend = backend
         self.batch = _Batch()
         self.steps = 0  # decode steps run (for tests and metrics)

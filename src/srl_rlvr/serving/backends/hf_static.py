@@ -11,19 +11,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
 from srl_rlvr.serving.errors import APIError
-
-if TYPE_CHECKING:
-    from srl_rlvr.serving.backends.hf import HFBackend
 
 log = logging.getLogger("srl_rlvr.serving")
 
 
 class StaticScheduler:
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: Any):  # the HFBackend that owns it (not imported: hf.py imports this module)
         self.backend = backend
         self.last_batch = (0, 0.0, 0.0)  # rows, seconds it ran, when it ended (monotonic)
 
