@@ -108,6 +108,8 @@ def main() -> None:
         }
         Path(a.out).write_text(json.dumps(summary, indent=2))
     acc.wait_for_everyone()
+    if torch.distributed.is_initialized():  # gloo's threads torn down at exit instead aborted a rank once (SIGABRT)
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
