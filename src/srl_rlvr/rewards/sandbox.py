@@ -200,11 +200,10 @@ def run_python_tests(
     mode = sandbox or os.environ.get(SANDBOX_ENV) or STRICT
     if mode not in (STRICT, WEAK):
         raise ValueError(f"sandbox must be {STRICT!r} or {WEAK!r}, got {mode!r}")
-    if sandbox_launch.use_bwrap(_bwrap) and _bwrap is None:
+    bwrap = sandbox_launch.use_bwrap(_bwrap)
+    if bwrap and _bwrap is None:
         with _probe_lock:  # a trainer's first batch starts many runs at once: probe once, not once per thread
             bwrap = _bwrap_runs_here()
-    else:
-        bwrap = sandbox_launch.use_bwrap(_bwrap)
     payloads = {role: _payload(role, mode, _audit_hook, memory_mb, timeout_s) for role in ROLES}
     payloads["candidate"]["code"], payloads["reference"]["tests"] = code, tests
     if sum(map(len, tests)) > MAX_PAYLOAD_CHARS:

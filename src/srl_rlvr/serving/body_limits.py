@@ -32,9 +32,8 @@ def body_too_large(limit: int) -> dict[str, Any]:
 
 
 def body_timeout(limit_s: float) -> dict[str, Any]:
-    body = error_body(408, f"The request body did not arrive within {limit_s:g} s of its headers "
+    return error_body(408, f"The request body did not arrive within {limit_s:g} s of its headers "
                            "(limits.body_timeout_s).", "body_timeout")
-    return body
 
 
 class BodyLimits:

@@ -43,7 +43,13 @@ from srl_rlvr.serving.backends.base import (
     SamplingParams,
 )
 from srl_rlvr.serving.backends.hf_continuous import ContinuousScheduler
-from srl_rlvr.serving.backends.hf_rows import Command, Request, common_prefix_length, set_exception
+from srl_rlvr.serving.backends.hf_rows import (
+    Command,
+    Request,
+    common_prefix_length,
+    generation_failed,
+    set_exception,
+)
 from srl_rlvr.serving.backends.hf_static import StaticScheduler
 from srl_rlvr.serving.errors import APIError, model_not_found
 
@@ -296,7 +302,7 @@ class HFBackend(Backend):
                 return
             except Exception as exc:  # noqa: BLE001
                 log.exception("the hf scheduler failed; failing its requests and starting it again")
-                error = APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
+                error = generation_failed(exc)
                 with self._cond:
                     held, self._running = self._running, []
                 for row in held:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl_rlvr.serving.backends.hf_kv import preallocated_cache
-from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
+from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController, generation_failed
 from srl_rlvr.serving.errors import APIError
 
 log = logging.getLogger("srl_rlvr.serving")
@@ -135,7 +135,7 @@ class ContinuousScheduler:
                     self._step()
             except Exception as exc:  # noqa: BLE001 - reported to each client in the batch, the worker lives on
                 log.exception("generation failed")
-                error = APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
+                error = generation_failed(exc)
                 for row in [*self.batch.rows, *work]:
                     row.fail(error)
                 self.batch = _Batch()
@@ -208,7 +208,7 @@ class ContinuousScheduler:
         except Exception as exc:  # noqa: BLE001 - reported to each admitted client, the worker lives on
             log.exception("prefill failed")
             for row in rows:
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
+                row.fail(generation_failed(exc))
             return
         newcomers.last = self._sample(logits, rows, newcomers.generators)
         controller = RowController(rows, b._decode_tokenizer, b._eos_ids)
@@ -296,5 +296,5 @@ class ContinuousScheduler:
                 tokens[i] = torch.multinomial(scores.softmax(dim=-1), 1, generator=generators[i])[0]
             except Exception as exc:  # noqa: BLE001 - that row's own settings; the others are fine
                 log.exception("sampling failed for one row")
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
+                row.fail(generation_failed(exc))
         return tokens

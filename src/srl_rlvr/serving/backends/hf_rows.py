@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl_rlvr.serving.backends.base import Finished, GenerationEvent, SamplingParams, TextDelta
+from srl_rlvr.serving.errors import APIError
 
 
 @dataclass(eq=False)
@@ -127,6 +128,11 @@ class RowController:
     def _end(row: Request, reason: str) -> None:
         row.done = True
         row.send(Finished(reason, len(row.token_ids), len(row.tokens)))
+
+
+def generation_failed(exc: BaseException) -> APIError:
+    """The 500 a request gets when its forward pass or sampling raised (the worker itself lives on)."""
+    return APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
 
 
 def partial_suffix(text: str, stop: str) -> int:

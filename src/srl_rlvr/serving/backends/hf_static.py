@@ -13,8 +13,7 @@ import logging
 import time
 from typing import Any
 
-from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController
-from srl_rlvr.serving.errors import APIError
+from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController, generation_failed
 
 log = logging.getLogger("srl_rlvr.serving")
 
@@ -104,7 +103,7 @@ class StaticScheduler:
         except Exception as exc:  # noqa: BLE001 - reported to each waiting client, the worker lives on
             log.exception("prefix prefill failed")
             for row in rows:
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
+                row.fail(generation_failed(exc))
             return
         b.prefix_hits.append(shared)
         input_ids, attention = b.layout(rows, shared)
@@ -130,7 +129,7 @@ class StaticScheduler:
         except Exception as exc:  # noqa: BLE001 - reported to each waiting client, the worker lives on
             log.exception("generation failed")
             for row in rows:
-                row.fail(APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed"))
+                row.fail(generation_failed(exc))
             return
         for row in rows:  # rows still open ran into max_new_tokens of the whole batch
             if not row.done and not row.cancelled.is_set():
