@@ -21,6 +21,8 @@ import torch
 from transformers import DynamicCache
 from trl.models import unwrap_model_for_generation
 
+from srl_rlvr.models.kv_cache import preallocated_cache
+
 
 def dedupe_prompts(prompt_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
     """Unique prompts in first-seen order, and for every row the index of its unique prompt.
@@ -92,9 +94,11 @@ def shared_prompt_prefix(unique: list[list[int]], min_tokens: int = MIN_COMMON_P
 
 @torch.no_grad()
 def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config, pad_id: int, autocast=None,
-                           min_common_prefix: int = MIN_COMMON_PREFIX) -> torch.Tensor:
+                           min_common_prefix: int = MIN_COMMON_PREFIX, preallocate: bool = True) -> torch.Tensor:
     """Sample one completion per row of ``prompt_ids``; rows sharing a prompt share its prefill, and the
     unique prompts share the prefill of their common prefix when it is ``min_common_prefix`` tokens or more.
+    With ``preallocate`` the decode cache has room for every new token from the start
+    (:mod:`srl_rlvr.models.kv_cache`), the same values without a copy of the whole cache per token.
 
     Returns the generated ids (rows × new tokens), padded with ``pad_id`` after EOS like ``generate``.
     """
@@ -118,6 +122,10 @@ def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config
             model(input_ids=ids[:, shared:-1], attention_mask=ctx_mask, position_ids=position_ids[:, shared:],
                   cache=cache, use_cache=True, logits_to_keep=1)
         cache.batch_select_indices(row_index)
+        if preallocate and cache.layers and all(layer.is_initialized for layer in cache.layers):
+            # decode writes in place instead of torch.cat-ing the whole cache every step
+            cache = preallocated_cache([(layer.keys, layer.values) for layer in cache.layers],
+                                       room=int(generation_config.max_new_tokens or 0) + 1)
         # generate numbers the tokens it feeds cumsum(attention_mask) - 1: the positions used above, padding skipped
         out = model.generate(input_ids=ids.index_select(0, row_index), attention_mask=mask.index_select(0, row_index),
                              cache=cache, generation_config=generation_config)

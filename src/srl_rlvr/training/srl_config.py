@@ -60,9 +60,17 @@ class SRLConfig(DynamicSamplingArgs, GRPOConfig):
     """
 
     reward_mode: str = field(default="strict", metadata={"help": "SRL reward format mode: 'strict' or 'lenient'."})
+    guide_rollouts: int = field(
+        default=0,
+        metadata={"help": "Replace the last N rollouts of every group with the expert step (off-policy guidance, "
+                          "training/guidance.py); 0 is the paper's on-policy SRL. Must be below num_generations."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reward_mode not in ("strict", "lenient"):
             raise ValueError(f"reward_mode must be 'strict' or 'lenient', got {self.reward_mode!r}")
+        if not 0 <= self.guide_rollouts < self.num_generations:
+            raise ValueError(f"guide_rollouts must be in 0..num_generations-1 ({self.num_generations - 1}), "
+                             f"got {self.guide_rollouts}: a group needs at least one sampled rollout")
         self._check_dynamic_sampling()

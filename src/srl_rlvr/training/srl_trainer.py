@@ -12,6 +12,7 @@ from srl_rlvr.prompts import with_prefill
 from srl_rlvr.rewards import get_reward_func
 from srl_rlvr.training.callbacks import with_format_ok_metric
 from srl_rlvr.training.generation import FastGenerationMixin
+from srl_rlvr.training.guidance import GuidedRolloutMixin, RoundInputsMixin
 from srl_rlvr.training.prefix_sharing import SharedPrefixLogpsMixin
 from srl_rlvr.training.resilience import ResilienceMixin
 from srl_rlvr.training.sampling import DynamicSamplingMixin
@@ -39,8 +40,8 @@ def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:
         raise UserInputError(f"{what} needs the column(s) {missing}; the dataset has {dataset.column_names}")
 
 
-class SRLTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
-                  GRPOTrainer):
+class SRLTrainer(ResilienceMixin, GuidedRolloutMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
+                 RoundInputsMixin, GRPOTrainer):
     """GRPO on SRL step instances (``prompt`` chat messages + ``expert_step``)."""
 
     def __init__(self, model, args: SRLConfig, train_dataset, processing_class=None, peft_config=None,
@@ -53,3 +54,4 @@ class SRLTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, D
         reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)
+        self._check_guidance()

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl_rlvr.serving.backends.hf_kv import preallocated_cache
+from srl_rlvr.models.kv_cache import preallocated_cache
 from srl_rlvr.serving.backends.hf_rows import Command, Request, RowController, generation_failed
 from srl_rlvr.serving.errors import APIError
 
@@ -45,7 +45,7 @@ class _Batch:
     positions: Any = None  # [rows]: each row's next position id
     last: Any = None  # [rows]: each row's newest token, the next step's input
     generators: list[Any] = field(default_factory=list)  # per row: a seeded torch.Generator or None
-    cache: Any = None  # the preallocated cache over ``kv`` (hf_kv.py); None until the next step builds it
+    cache: Any = None  # the preallocated cache over ``kv`` (models/kv_cache.py); None until the next step builds it
 
     @property
     def room(self) -> int:
