@@ -40,8 +40,8 @@ def require_columns(dataset, columns: tuple[str, ...], what: str) -> None:
         raise UserInputError(f"{what} needs the column(s) {missing}; the dataset has {dataset.column_names}")
 
 
-class SRLTrainer(ResilienceMixin, GuidedRolloutMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
-                 RoundInputsMixin, GRPOTrainer):
+class SRLTrainer(ResilienceMixin, GuidedRolloutMixin, FastGenerationMixin, SharedPrefixLogpsMixin,
+                 DynamicSamplingMixin, RoundInputsMixin, GRPOTrainer):
     """GRPO on SRL step instances (``prompt`` chat messages + ``expert_step``)."""
 
     def __init__(self, model, args: SRLConfig, train_dataset, processing_class=None, peft_config=None,
