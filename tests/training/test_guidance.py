@@ -6,21 +6,17 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from srl_rlvr.rewards.trl_batch import completion_text
 from srl_rlvr.training.guidance import guide_completion
 from srl_rlvr.training.srl_config import SRLConfig
 from srl_rlvr.training.srl_trainer import SRLTrainer
-
-
-def _text(completion) -> str:
-    """A completion as text (conversational rows arrive as one assistant message)."""
-    return completion if isinstance(completion, str) else completion[0]["content"]
 
 
 def _recording_reward(seen: list[tuple[str, str]]):
     """A reward spread within every group (so no group is flat) that records (completion, expert_step)."""
 
     def reward(completions, expert_step, **_):
-        seen.extend(zip(map(_text, completions), expert_step))
+        seen.extend(zip(map(completion_text, completions), expert_step))
         return [float(i % 4) for i in range(len(completions))]
 
     return reward
@@ -73,7 +69,7 @@ def test_refill_rounds_are_guided_too(tiny_model_dir, srl_dataset, stage_kwargs)
     calls: list[list[tuple[str, str]]] = []
 
     def flat_then_spread(completions, expert_step, **_):
-        calls.append(list(zip(map(_text, completions), expert_step)))
+        calls.append(list(zip(map(completion_text, completions), expert_step)))
         flat = len(calls) % 2 == 1  # per step: the first round flat (all dropped), its refill spread
         return [0.0 if flat else float(i % 4) for i in range(len(completions))]
 

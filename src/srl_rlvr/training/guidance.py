@@ -64,15 +64,17 @@ class GuidedRolloutMixin:
 
     guided_completions: int = 0  # rows replaced so far (tests, debugging)
 
+    @property
+    def _guides(self) -> int:
+        return int(getattr(self.args, "guide_rollouts", 0) or 0)
+
     def _check_guidance(self) -> None:
-        guides = int(getattr(self.args, "guide_rollouts", 0) or 0)
-        if guides and getattr(self.args, "use_vllm", False):
+        if self._guides and getattr(self.args, "use_vllm", False):
             raise ValueError("guide_rollouts needs the transformers generation path; vLLM's logprobs would "
                              "not describe the expert rows")
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        guides = int(getattr(self.args, "guide_rollouts", 0) or 0)
-        rows = getattr(self, "_round_inputs", None)
+        guides, rows = self._guides, getattr(self, "_round_inputs", None)
         if not guides or rows is None or images or multimodal_fields:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
