@@ -21,8 +21,10 @@ import click
 DEMO_OVERRIDES: dict[str, Any] = {
     "tier": "cpu",
     "model": "smollm2-135m",
-    "data.demo": {"n_train": 400, "n_test": 100, "seed": 0, "min_ops": 1, "max_ops": 3, "numbers": "small"},
+    "data.demo": {"n_train": 400, "n_test": 100, "n_transfer": 60, "seed": 0, "min_ops": 1, "max_ops": 3,
+                  "numbers": "small"},
     "stages": ["srl", "rlvr", "eval"],
+    "rlvr.max_steps": 4,
     "eval.models": ["base", "srl", "srl_rlvr"],
     "eval.sets": ["test", "transfer"],
     "registry": {"name": "demo-math", "promote": "srl_rlvr"},

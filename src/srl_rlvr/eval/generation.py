@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from srl_rlvr.core.memory import release_free_memory
 from srl_rlvr.prompts import render_generation_prompt, with_prefill
 
 Messages = list[dict[str, Any]]
@@ -142,4 +143,6 @@ def generate(
             text = tokenizer.decode(kept, skip_special_tokens=True)
             text = with_prefill(text, settings.think_prefill)
             results[batch[row // settings.num_samples]].append(Generation(text, len(kept)))
+        del out
+        release_free_memory()  # the batch's cache and activations are free: give them back (core/memory.py)
     return results

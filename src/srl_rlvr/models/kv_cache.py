@@ -42,6 +42,11 @@ class PreallocatedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def batch_select_indices(self, indices: Any) -> None:
+        # the buffers, not only the filled views: the next update() writes into them
+        self._k, self._v = self._k[indices, ...], self._v[indices, ...]
+        self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
 
 def _cat_room(buffer: Any, room: int) -> Any:
     import torch

@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from srl_rlvr.core.memory import release_free_memory
 from srl_rlvr.rewards.srl import parse_think_action
 from srl_rlvr.rewards.trl_batch import completion_text
 
@@ -88,6 +89,13 @@ class ThroughputCallback(TrainerCallback):
         if (last is not None and last.get("step_time") == logs.get("step_time")
                 and last.get("step") == state.global_step):
             last["tokens_per_s"] = rate
+
+
+class ReleaseMemoryCallback(TrainerCallback):
+    """After every optimiser step, hand the step's freed heap memory back to the OS (core/memory.py)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        release_free_memory()
 
 
 def add_throughput_callback(trainer: Any) -> ThroughputCallback:

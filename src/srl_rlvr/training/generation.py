@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache
 from trl.models import unwrap_model_for_generation
 
+from srl_rlvr.models import decode
 from srl_rlvr.models.kv_cache import preallocated_cache
 
 
@@ -94,11 +95,14 @@ def shared_prompt_prefix(unique: list[list[int]], min_tokens: int = MIN_COMMON_P
 
 @torch.no_grad()
 def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config, pad_id: int, autocast=None,
-                           min_common_prefix: int = MIN_COMMON_PREFIX, preallocate: bool = True) -> torch.Tensor:
+                           min_common_prefix: int = MIN_COMMON_PREFIX, preallocate: bool = True,
+                           drop_ended: bool = True) -> torch.Tensor:
     """Sample one completion per row of ``prompt_ids``; rows sharing a prompt share its prefill, and the
     unique prompts share the prefill of their common prefix when it is ``min_common_prefix`` tokens or more.
     With ``preallocate`` the decode cache has room for every new token from the start
-    (:mod:`srl_rlvr.models.kv_cache`), the same values without a copy of the whole cache per token.
+    (:mod:`srl_rlvr.models.kv_cache`), the same values without a copy of the whole cache per token. With
+    ``drop_ended`` rows leave the batch when they end (:mod:`srl_rlvr.models.decode`), for every generation
+    config that module supports; otherwise ``model.generate`` decodes.
 
     Returns the generated ids (rows × new tokens), padded with ``pad_id`` after EOS like ``generate``.
     """
@@ -126,6 +130,9 @@ def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config
             # decode writes in place instead of torch.cat-ing the whole cache every step
             cache = preallocated_cache([(layer.keys, layer.values) for layer in cache.layers],
                                        room=int(generation_config.max_new_tokens or 0) + 1)
+        if drop_ended and decode.supports(generation_config):
+            return decode.decode(model, cache, ids.index_select(0, row_index), mask.index_select(0, row_index),
+                                 generation_config)
         # generate numbers the tokens it feeds cumsum(attention_mask) - 1: the positions used above, padding skipped
         out = model.generate(input_ids=ids.index_select(0, row_index), attention_mask=mask.index_select(0, row_index),
                              cache=cache, generation_config=generation_config)

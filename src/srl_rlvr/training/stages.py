@@ -28,7 +28,7 @@ from srl_rlvr.errors import InvalidRecord, UserInputError
 from srl_rlvr.ops.failures import TRAINED_SAMPLES, Adjustments, is_disk_full
 from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST, read_manifest, write_manifest
-from srl_rlvr.training.callbacks import add_throughput_callback
+from srl_rlvr.training.callbacks import ReleaseMemoryCallback, add_throughput_callback
 from srl_rlvr.training.resilience import (
     MetricsCallback,
     PreemptionCallback,
@@ -225,6 +225,7 @@ def run_stage(make_trainer: Callable[[Any], Any], args: Any, stage: str, base_mo
         trainer.srl_rlvr_guard = guard
         add_throughput_callback(trainer)
         trainer.add_callback(PreemptionCallback(guard))
+        trainer.add_callback(ReleaseMemoryCallback())
         trainer.add_callback(RecoveryTagCallback(guard))
         if guard.exporter is not None:
             trainer.add_callback(MetricsCallback(guard.exporter))
