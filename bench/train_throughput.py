@@ -59,7 +59,7 @@ PER_SIDE = {"output_dir", "logging_dir", "run_name"}
 # ours-only fields that are the implementation being measured
 IMPLEMENTATION = {"shared_prefix_generation", "shared_prefix_training"}
 # ours-only fields and the value plain TRL effectively has (it has no such feature); ours must match
-OURS_ONLY_AS_PLAIN = {"dynamic_sampling": False, "think_prefill": None}
+OURS_ONLY_AS_PLAIN = {"dynamic_sampling": False, "think_prefill": None, "guide_rollouts": 0}
 # ours-only fields that do nothing once dynamic sampling is off and the reward functions are passed in
 INERT = {"dynamic_sampling_epsilon", "max_refill_rounds", "reward_mode"}
 # the rows always shown in the table (any other differing setting is shown too)
