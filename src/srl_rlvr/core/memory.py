@@ -2,7 +2,7 @@
 
 Training and eval allocate and free tensors of many sizes every step. glibc keeps freed blocks in its
 arenas for reuse, and as its mmap threshold adapts upwards most large tensors come from those arenas: the
-resident size then grows with fragmentation long after the memory is free (docs/results.md, "Memory").
+resident size then grows with fragmentation long after the memory is free (docs/training.md, "Memory").
 ``malloc_trim(0)`` returns the free pages of every arena; it takes milliseconds, so it runs once per
 optimiser step and after each eval generation call, not per token.
 """

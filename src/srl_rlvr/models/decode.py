@@ -117,7 +117,8 @@ def decode(model: Any, cache: Any, input_ids: torch.Tensor, attention_mask: torc
         token = torch.where(ended, torch.full_like(token, pad), token)  # an ended row waits for its drop
         out[active, t] = token
         steps = t + 1
-        ended |= torch.isin(token, eos) if eos.numel() else ended
+        if eos.numel():
+            ended |= torch.isin(token, eos)
         n_ended = int(ended.sum())
         if n_ended == active.numel():
             break

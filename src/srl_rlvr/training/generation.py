@@ -130,12 +130,12 @@ def generate_shared_prefix(model, prompt_ids: list[list[int]], generation_config
             # decode writes in place instead of torch.cat-ing the whole cache every step
             cache = preallocated_cache([(layer.keys, layer.values) for layer in cache.layers],
                                        room=int(generation_config.max_new_tokens or 0) + 1)
+        row_ids, row_mask = ids.index_select(0, row_index), mask.index_select(0, row_index)
         if drop_ended and decode.supports(generation_config):
-            return decode.decode(model, cache, ids.index_select(0, row_index), mask.index_select(0, row_index),
-                                 generation_config)
+            return decode.decode(model, cache, row_ids, row_mask, generation_config)
         # generate numbers the tokens it feeds cumsum(attention_mask) - 1: the positions used above, padding skipped
-        out = model.generate(input_ids=ids.index_select(0, row_index), attention_mask=mask.index_select(0, row_index),
-                             cache=cache, generation_config=generation_config)
+        out = model.generate(input_ids=row_ids, attention_mask=row_mask, cache=cache,
+                             generation_config=generation_config)
     return out[:, ids.size(1):]
 
 
