@@ -49,6 +49,7 @@ from srl_rlvr.data.demo import make_demo_task
 from srl_rlvr.data.schema import Trajectory
 from srl_rlvr.data.srl import build_instances
 from srl_rlvr.models import build_tiny_model, resolve_model
+from srl_rlvr.pipelines.config import native_bf16
 from srl_rlvr.rewards import get_reward_func
 from srl_rlvr.training.srl_config import SRLConfig
 from srl_rlvr.training.srl_trainer import SRLTrainer
@@ -117,7 +118,7 @@ def build(side: str, model_path: str, dataset: Dataset, a: argparse.Namespace, o
         output_dir=str(out / tag / side), per_device_train_batch_size=a.prompts * a.rollouts,
         num_generations=a.rollouts, max_completion_length=a.max_completion_length, max_steps=a.steps,
         learning_rate=a.lr, beta=a.beta, temperature=a.temperature, seed=a.seed,
-        bf16=a.bf16 == "on", fp16=False,
+        bf16=a.bf16 == "on" or (a.bf16 == "auto" and native_bf16(not torch.cuda.is_available())), fp16=False,
         # transformers 5 calls it activation_checkpointing; gradient_checkpointing is its alias (TRL defaults it on)
         activation_checkpointing=checkpointing, gradient_checkpointing=checkpointing,
         logging_steps=1, report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
@@ -247,7 +248,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per side, interleaved, order alternating")
     p.add_argument("--gradient-checkpointing", choices=("off", "on"), default="off",
                    help="activation checkpointing, the same on both sides (TRL's own default is on)")
-    p.add_argument("--bf16", choices=("off", "on"), default="on", help="bf16 mixed precision on both sides")
+    p.add_argument("--bf16", choices=("off", "on", "auto"), default="auto",
+                   help="bf16 mixed precision on both sides; auto: on where the hardware runs bf16 natively")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-6)
     p.add_argument("--beta", type=float, default=0.0, help="KL coefficient (0: no reference model)")

@@ -177,3 +177,17 @@ def test_missing_or_broken_file(tmp_path):
         load_pipeline_config(tmp_path / "nope.yaml")
     with pytest.raises(UserInputError, match="not valid YAML"):
         load_pipeline_config(write(tmp_path, "srl: {max_steps: [\n"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_follows_the_hardware(tmp_path, monkeypatch, native):
+    """``bf16: auto`` (the cpu tier's) is on only where bf16 runs natively: emulated bf16 is far slower."""
+    from srl_rlvr.eval import generation
+
+    monkeypatch.setattr(generation, "cpu_supports_bf16", lambda: native)
+    config = load_pipeline_config(write(tmp_path, "tier: cpu\n"))
+    assert config.srl["bf16"] == "auto" and config.rlvr["bf16"] == "auto"
+    assert config.srl_args(tmp_path / "s").bf16 is native
+    assert config.rlvr_args(tmp_path / "r").bf16 is native
+    with pytest.raises(UserInputError, match="bf16 must be true, false or auto, got 'yes'"):
+        load_pipeline_config(write(tmp_path, "tier: cpu\nsrl: {bf16: 'yes'}\n")).srl_args(tmp_path / "s")

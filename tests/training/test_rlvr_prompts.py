@@ -63,3 +63,14 @@ def test_final_step_skips_an_answer_only_last_step() -> None:
         assert user.endswith("Step 1: 4 * 2 = 8\n\nWrite step 2.")
     one = Trajectory(id="c", problem="P", steps=["The answer is 3."], answer="3")
     assert rlvr_messages(one, "final_step")[1]["content"].endswith("Write step 1.")
+
+
+def test_stepwise_mode_keeps_the_problem_for_the_trainers_own_prompts(traj_file):
+    """prompt_mode 'stepwise': the trainer builds every call's prompt from ``problem`` and its own steps;
+    ``prompt`` is the first call's (eval's step-1 prompt)."""
+    from srl_rlvr.prompts import srl_step_messages
+
+    ds = rlvr_dataset(traj_file, "math", prompt_mode="stepwise")
+    assert ds["problem"] == [r["problem"] for r in ROWS] and ds["answer"] == ["17", "7"]
+    assert ds[0]["prompt"] == srl_step_messages(ROWS[0]["problem"], [], 1)
+    assert "problem" not in rlvr_dataset(traj_file, "math").column_names

@@ -149,6 +149,11 @@ class FastGenerationMixin:
         if not (plain and self.args.shared_prefix_generation):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
+        return self._sample_shared_prefix(prompt_ids), None
+
+    def _sample_shared_prefix(self, prompt_ids: list[list[int]]) -> list[list[int]]:
+        """One completion per row with the trainer's generation config, each kept up to and including its
+        first EOS, as TRL keeps them."""
         with (
             unwrap_model_for_generation(
                 self.model_wrapped,
@@ -163,10 +168,9 @@ class FastGenerationMixin:
                 unwrapped_model, prompt_ids, self.generation_config, self._tokenizer.pad_token_id,
                 autocast=self.accelerator.autocast(),
             )
-        # keep everything up to and including the first EOS, as TRL does
-        eos = torch.tensor(self.eos_token_ids, device=completion_ids.device)
+        eos = torch.tensor(self.eos_token_ids)
         out = []
         for row in completion_ids.cpu():
-            hits = torch.isin(row, eos.cpu()).nonzero()
+            hits = torch.isin(row, eos).nonzero()
             out.append(row[: int(hits[0]) + 1].tolist() if len(hits) else row.tolist())
-        return out, None
+        return out

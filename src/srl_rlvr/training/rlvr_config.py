@@ -8,7 +8,7 @@ from trl import GRPOConfig
 
 from srl_rlvr.training.srl_config import DynamicSamplingArgs
 
-RLVR_PROMPT_MODES = ("full", "final_step")
+RLVR_PROMPT_MODES = ("full", "final_step", "stepwise")
 
 
 @dataclass
@@ -30,9 +30,15 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
         default="full",
         metadata={"help": "'full': the whole problem, the model writes every step and the answer. 'final_step': "
                           "the SRL step prompt with the expert's steps 1..N-1 given, the model writes the last step "
-                          "and its answer (a reverse-curriculum start state, as in R^3, arXiv 2402.05808); for "
-                          "step-by-step models evaluated with eval mode 'stepwise'."},
+                          "and its answer (a reverse-curriculum start state, as in R^3, arXiv 2402.05808). "
+                          "'stepwise': each rollout is the model's own step-by-step trajectory, one call per step on "
+                          "the SRL step "
+                          "prompt with its own earlier steps, as eval mode 'stepwise' runs it; the answer's reward "
+                          "trains every call (training/trajectory.py)."},
     )
+    stepwise_max_calls: int = field(default=3, metadata={
+        "help": "prompt_mode 'stepwise' only: calls per trajectory at most (eval's max_steps); a trajectory also "
+                "ends at the first step that states the answer."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,3 +47,5 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
             raise ValueError(f"sandbox must be 'strict' or 'weak', got {self.sandbox!r}")
         if self.prompt_mode not in RLVR_PROMPT_MODES:
             raise ValueError(f"prompt_mode must be one of {', '.join(RLVR_PROMPT_MODES)}, got {self.prompt_mode!r}")
+        if self.stepwise_max_calls < 1:
+            raise ValueError(f"stepwise_max_calls must be at least 1, got {self.stepwise_max_calls}")

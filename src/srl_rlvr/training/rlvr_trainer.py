@@ -16,17 +16,21 @@ from srl_rlvr.training.resilience import ResilienceMixin
 from srl_rlvr.training.rlvr_config import RLVRConfig
 from srl_rlvr.training.sampling import DynamicSamplingMixin
 from srl_rlvr.training.srl_trainer import require_columns, with_prompt_format
+from srl_rlvr.training.trajectory import StepwiseRolloutMixin
 
 REWARD_COLUMNS = {"math": ("answer",), "code": ("tests",)}
 
 
-class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, DynamicSamplingMixin,
-                  GRPOTrainer):
-    """GRPO on full-problem prompts (``prompt``) with a checkable reward column (``answer`` or ``tests``)."""
+class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, StepwiseRolloutMixin,
+                  DynamicSamplingMixin, GRPOTrainer):
+    """GRPO with a checkable reward column (``answer`` or ``tests``) on full-problem or final-step prompts
+    (``prompt``), or on the model's own stepwise trajectories (``problem``; training/trajectory.py)."""
 
     def __init__(self, model, args: RLVRConfig, train_dataset, processing_class=None, peft_config=None,
                  callbacks=None, reward_funcs=None):
-        require_columns(train_dataset, ("prompt", *REWARD_COLUMNS.get(args.reward, ())), "RLVR training data")
+        stepwise = ("problem",) if args.prompt_mode == "stepwise" else ()
+        require_columns(train_dataset, ("prompt", *stepwise, *REWARD_COLUMNS.get(args.reward, ())),
+                        "RLVR training data")
         if reward_funcs is None:
             reward_funcs = [get_reward_func(args.reward)]
             if args.reward == "code":
@@ -34,6 +38,7 @@ class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, 
         reward_funcs = with_prompt_format(reward_funcs, args.think_prefill)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, peft_config=peft_config, callbacks=callbacks)
+        self._check_stepwise()
 
 
 def _with_sandbox(reward, mode: str):

@@ -26,7 +26,7 @@ from srl_rlvr.data.loaders.registry import load_source
 from srl_rlvr.data.srl import SRLBuildConfig, instances_for, trajectory_actions
 from srl_rlvr.errors import InvalidRecord, UserInputError
 from srl_rlvr.ops.failures import TRAINED_SAMPLES, Adjustments, is_disk_full
-from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt
+from srl_rlvr.prompts import full_problem_messages, normalise_prefill, render_generation_prompt, srl_step_messages
 from srl_rlvr.registry.manifest import FINAL, STAGE_MANIFEST, read_manifest, write_manifest
 from srl_rlvr.training.callbacks import ReleaseMemoryCallback, add_throughput_callback
 from srl_rlvr.training.resilience import (
@@ -94,6 +94,8 @@ def rlvr_messages(trajectory, prompt_mode: str = "full") -> list[dict[str, Any]]
     the last only states the answer ("The answer is 48.", ``data.demo.answer_step``), which is a copy."""
     if prompt_mode == "full":
         return full_problem_messages(trajectory.problem)
+    if prompt_mode == "stepwise":  # the first call's prompt; the trainer builds the later ones from its own steps
+        return srl_step_messages(trajectory.problem, [], 1)
     if prompt_mode == "final_step":
         # the SRL builder's own prompts, so RLVR and SRL prompts can never drift apart
         instances = instances_for(trajectory, trajectory_actions(trajectory), SRLBuildConfig())
@@ -112,7 +114,8 @@ def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_p
         if reward == "math":
             if t.answer is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'answer', which RLVR's math reward needs")
-            rows.append({"prompt": prompt, "answer": t.answer})
+            rows.append({"prompt": prompt, "answer": t.answer, **({"problem": t.problem} if prompt_mode == "stepwise"
+                                                                  else {})})
         else:
             if t.tests is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'tests', which RLVR's code reward needs")
