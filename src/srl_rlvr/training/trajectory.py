@@ -163,7 +163,10 @@ class StepwiseRolloutMixin:
             if first is None:
                 first = (trajectories, rewards, keep)
             for t, a, k, row in zip(trajectories, advantages.tolist(), keep.tolist(), batch):
-                (kept.append((t, a, row)) if k else dropped.append(t))
+                if k:
+                    kept.append((t, a, row))
+                else:
+                    dropped.append(t)
             rounds += 1
             generated += len(batch)
             if len(kept) >= target * groups or rounds >= max(1, self.args.max_refill_rounds) \
