@@ -177,17 +177,14 @@ class PipelineConfig:
 
 
 def native_bf16(use_cpu: bool = False) -> bool:
-    """Whether this machine runs bfloat16 matmuls natively: a bf16-capable GPU, or a CPU with AVX512-BF16/AMX.
-
-    Without it bf16 is emulated: 0.7 against 47.5 GFLOP/s for fp32 on a 2-core AVX2 EPYC (2026-12-03), and
-    an SRL step took 167-202 s against 64-68 s in fp32 (docs/results.md)."""
+    """Whether the device training runs on does bfloat16 matmuls natively (a bf16 GPU, or a CPU with
+    AVX512-BF16/AMX): eval's own rule (``eval.generation.resolve_bf16``) for the stage's device. Emulated bf16
+    ran at 0.020x fp32's matmul speed on a 2-core AVX2 EPYC (``python bench/bf16_matmul.py``, docs/results.md)."""
     import torch
 
-    from srl_rlvr.eval.generation import cpu_supports_bf16
+    from srl_rlvr.eval.generation import resolve_bf16
 
-    if torch.cuda.is_available() and not use_cpu:
-        return torch.cuda.is_bf16_supported()
-    return cpu_supports_bf16()
+    return resolve_bf16(None, "cuda" if torch.cuda.is_available() and not use_cpu else "cpu")
 
 
 def _build(section: str, cls: type, kwargs: dict[str, Any]) -> Any:

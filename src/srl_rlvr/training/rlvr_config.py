@@ -32,9 +32,8 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
                           "the SRL step prompt with the expert's steps 1..N-1 given, the model writes the last step "
                           "and its answer (a reverse-curriculum start state, as in R^3, arXiv 2402.05808). "
                           "'stepwise': each rollout is the model's own step-by-step trajectory, one call per step on "
-                          "the SRL step "
-                          "prompt with its own earlier steps, as eval mode 'stepwise' runs it; the answer's reward "
-                          "trains every call (training/trajectory.py)."},
+                          "the SRL step prompt with its own earlier steps, as eval mode 'stepwise' runs it; the "
+                          "answer's reward trains every call (training/trajectory.py)."},
     )
     stepwise_max_calls: int = field(default=3, metadata={
         "help": "prompt_mode 'stepwise' only: calls per trajectory at most (eval's max_steps); a trajectory also "

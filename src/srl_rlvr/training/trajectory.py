@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from trl.trainer.utils import pad
 
 from srl_rlvr.eval.scoring import states_answer as ends_trajectory
 from srl_rlvr.eval.scoring import step_text
@@ -93,16 +94,11 @@ def group_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards:
     return advantages / (std + 1e-4)
 
 
-def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            where = slice(width - len(r), width) if left else slice(0, len(r))
-            ids[i, where] = torch.tensor(r, dtype=torch.long)
-            mask[i, where] = 1
-    return ids, mask
+def _padded(rows: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and mask padded as TRL pads its own rollout batch (``trl.trainer.utils.pad``)."""
+    tensors = [torch.tensor(r, dtype=torch.long) for r in rows]
+    return (pad(tensors, padding_value=pad_id, padding_side=side),
+            pad([torch.ones_like(t) for t in tensors], padding_value=0, padding_side=side))
 
 
 def call_batch(trajectories: list[Trajectory], advantages: list[float], pad_id: int, multiple_of: int = 1,
@@ -122,8 +118,8 @@ def call_batch(trajectories: list[Trajectory], advantages: list[float], pad_id: 
         prompts.append(prompts[0])
         completions.append(completions[0])
         row_advantages.append(0.0)
-    prompt_ids, prompt_mask = _padded(prompts, pad_id, left=True)
-    completion_ids, completion_mask = _padded(completions, pad_id, left=False)
+    prompt_ids, prompt_mask = _padded(prompts, pad_id, "left")
+    completion_ids, completion_mask = _padded(completions, pad_id, "right")
     completion_mask[trained:] = 0
     return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
             "completion_mask": completion_mask, "advantages": torch.tensor(row_advantages, dtype=torch.float32),
