@@ -179,7 +179,8 @@ class PipelineConfig:
 def native_bf16(use_cpu: bool = False) -> bool:
     """Whether the device training runs on does bfloat16 matmuls natively (a bf16 GPU, or a CPU with
     AVX512-BF16/AMX): eval's own rule (``eval.generation.resolve_bf16``) for the stage's device. Emulated bf16
-    ran at 0.015-0.020x fp32's matmul speed on a 2-core AVX2 EPYC (``python bench/bf16_matmul.py``, docs/results.md)."""
+    ran at 0.015-0.020x fp32's matmul speed on a 2-core AVX2 EPYC (``python bench/bf16_matmul.py``,
+    docs/results.md)."""
     import torch
 
     from srl_rlvr.eval.generation import resolve_bf16
