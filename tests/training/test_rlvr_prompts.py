@@ -73,4 +73,5 @@ def test_stepwise_mode_keeps_the_problem_for_the_trainers_own_prompts(traj_file)
     ds = rlvr_dataset(traj_file, "math", prompt_mode="stepwise")
     assert ds["problem"] == [r["problem"] for r in ROWS] and ds["answer"] == ["17", "7"]
     assert ds[0]["prompt"] == srl_step_messages(ROWS[0]["problem"], [], 1)
+    assert ds["expert_steps"] == [r["steps"] for r in ROWS]  # what stepwise_step_reward compares against
     assert "problem" not in rlvr_dataset(traj_file, "math").column_names

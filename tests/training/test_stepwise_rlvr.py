@@ -143,3 +143,32 @@ def test_stepwise_refuses_what_it_does_not_compute(tiny_model_dir, grpo_kwargs):
         RLVRTrainer(model=model, args=args, train_dataset=_dataset(4), processing_class=tok)
     with pytest.raises(ValueError, match="stepwise_max_calls"):
         RLVRConfig(**grpo_kwargs(), prompt_mode="stepwise", stepwise_max_calls=0)
+
+
+def test_step_reward_separates_an_all_wrong_group_and_charges_for_stopping_early(tok):
+    """With every answer wrong the answer reward is flat; the step term still ranks the trajectory that
+    follows the expert's steps above the one that stops after one step with a guess."""
+    expert = ["After doubling, he has 10 * 2 = 20 coins.", "After giving 2 away, he has 20 - 2 = 18 coins.",
+              "After doubling, he has 18 * 2 = 36 coins. The answer is 36."]
+    follows = ["After doubling, he has 10 * 2 = 20 coins.", "After giving 2 away, he has 20 - 2 = 18 coins.",
+               "After doubling, he has 18 * 2 = 38 coins. The answer is 38."]  # one slip: wrong answer
+    stops = ["After doubling, he has 10 * 2 = 20 coins. The answer is 20."]
+    problems = ["Lucas has 10 coins and doubles them", "Lucas has 10 coins, doubles, gives"]
+    sample, _ = scripted_sampler(tok, {problems[0]: follows, problems[1]: stops + ["unused", "unused"]})
+    long, short = roll_out(sample, tok, problems, ["36", "36"], "empty", max_calls=3,
+                           expert_steps=[expert, expert], step_weight=1.0)
+    assert long.answer_reward == short.answer_reward == 0.0
+    assert len(short.calls) == 1 and short.step_score < 1 / 3  # two expert steps skipped score 0
+    assert long.step_score > 0.95 and long.reward == pytest.approx(long.step_score)
+    assert long.reward > short.reward + 0.5
+    plain = roll_out(scripted_sampler(tok, {problems[0]: follows})[0], tok, problems[:1], ["36"], "empty", 3)
+    assert plain[0].reward == 0.0 and plain[0].step_score == 0.0  # weight 0: the answer reward alone
+    with pytest.raises(ValueError, match="expert steps"):
+        roll_out(sample, tok, problems, ["36", "36"], "empty", 3, step_weight=1.0)
+
+
+def test_step_reward_is_refused_outside_stepwise(tmp_path):
+    with pytest.raises(ValueError, match="only to prompt_mode 'stepwise'"):
+        RLVRConfig(output_dir=str(tmp_path), prompt_mode="final_step", stepwise_step_reward=1.0, use_cpu=True)
+    with pytest.raises(ValueError, match=">= 0"):
+        RLVRConfig(output_dir=str(tmp_path), prompt_mode="stepwise", stepwise_step_reward=-1.0, use_cpu=True)

@@ -38,6 +38,10 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
     stepwise_max_calls: int = field(default=3, metadata={
         "help": "prompt_mode 'stepwise' only: calls per trajectory at most (eval's max_steps); a trajectory also "
                 "ends at the first step that states the answer."})
+    stepwise_step_reward: float = field(default=0.0, metadata={
+        "help": "prompt_mode 'stepwise' only: weight w of a dense step term added to the answer reward, "
+                "w x the mean difflib 2M/T of the model's step k against the expert's step k over the longer of "
+                "the two trajectories (a skipped or extra step scores 0). 0 keeps the answer reward alone."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,3 +52,8 @@ class RLVRConfig(DynamicSamplingArgs, GRPOConfig):
             raise ValueError(f"prompt_mode must be one of {', '.join(RLVR_PROMPT_MODES)}, got {self.prompt_mode!r}")
         if self.stepwise_max_calls < 1:
             raise ValueError(f"stepwise_max_calls must be at least 1, got {self.stepwise_max_calls}")
+        if self.stepwise_step_reward < 0:
+            raise ValueError(f"stepwise_step_reward must be >= 0, got {self.stepwise_step_reward}")
+        if self.stepwise_step_reward and self.prompt_mode != "stepwise":
+            raise ValueError("stepwise_step_reward applies only to prompt_mode 'stepwise', "
+                             f"not {self.prompt_mode!r}")

@@ -114,8 +114,9 @@ def rlvr_dataset(path: str | Path, reward: str = "math", tokenizer=None, think_p
         if reward == "math":
             if t.answer is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'answer', which RLVR's math reward needs")
-            rows.append({"prompt": prompt, "answer": t.answer, **({"problem": t.problem} if prompt_mode == "stepwise"
-                                                                  else {})})
+            stepwise = ({"problem": t.problem, "expert_steps": [a.text for a in trajectory_actions(t)]}
+                        if prompt_mode == "stepwise" else {})
+            rows.append({"prompt": prompt, "answer": t.answer, **stepwise})
         else:
             if t.tests is None:
                 raise UserInputError(f"{path}: trajectory {t.id!r} has no 'tests', which RLVR's code reward needs")

@@ -12,6 +12,11 @@ eval builds them; the math reward judges the trajectory's solution text as eval 
 completion tokens are trained with the trajectory's group-normalised advantage (the outcome reward shared
 over turns, as multi-turn GRPO does). A call is one optimiser row: its own prompt, its own completion.
 
+An answer reward alone only moves groups that are sometimes right, which on the demo are the one-operation
+problems, so it teaches "stop after one step" (docs/results.md, T1 and T2). ``stepwise_step_reward: w``
+adds w × the SRL step similarity of the whole trajectory against the expert's (:func:`step_score`): every
+group gets a gradient, and skipping expert steps costs reward.
+
 TRL's GRPOTrainer generates one completion per prompt (its multi-turn path continues one conversation;
 this one re-prompts from scratch each step), so this mixin replaces ``_generate_and_score_completions`` in
 that mode and builds the batch TRL's loss reads. Dynamic sampling applies per trajectory group: a group
@@ -32,6 +37,7 @@ from srl_rlvr.eval.scoring import states_answer as ends_trajectory
 from srl_rlvr.eval.scoring import step_text
 from srl_rlvr.prompts import full_solution_text, render_generation_prompt, srl_step_messages, with_prefill
 from srl_rlvr.rewards.math import math_answer_reward
+from srl_rlvr.rewards.similarity import difflib_ratio
 from srl_rlvr.training.sampling import informative_rows
 
 
@@ -44,16 +50,41 @@ class Trajectory:
     steps: list[str] = field(default_factory=list)
     done: bool = False
     reward: float = 0.0
+    answer_reward: float = 0.0
+    step_score: float = 0.0
 
     @property
     def solution(self) -> str:
         return full_solution_text(self.steps)
 
 
+def step_score(steps: list[str], expert_steps: list[str]) -> float:
+    """The SRL step reward over a whole trajectory: difflib 2M/T of the model's step k against the expert's
+    step k, summed and divided by the longer of the two, so a step missing (stopping early) or extra (not
+    stopping) scores 0.
+
+    >>> step_score(["a = 1", "b = 2"], ["a = 1", "b = 2"])
+    1.0
+    >>> step_score(["a = 1. The answer is 1."], ["a = 1", "b = 2", "c = 3"]) < 1 / 3
+    True
+    """
+    if not expert_steps:
+        raise ValueError("step_score needs the expert's steps")
+    matched = sum(difflib_ratio(mine, theirs) for mine, theirs in zip(steps, expert_steps))
+    return matched / max(len(steps), len(expert_steps))
+
+
 def roll_out(sample, tokenizer, problems: list[str], answers: list[str], think_prefill: bool | str,
-             max_calls: int) -> list[Trajectory]:
+             max_calls: int, expert_steps: list[list[str]] | None = None,
+             step_weight: float = 0.0) -> list[Trajectory]:
     """One trajectory per problem (repeat a problem for a group), the calls of all still-running rollouts
-    batched together. ``sample(prompt_ids) -> completion ids`` draws one completion per row."""
+    batched together. ``sample(prompt_ids) -> completion ids`` draws one completion per row.
+
+    The reward is the answer's (1 right, 0 not), plus ``step_weight`` × :func:`step_score` against
+    ``expert_steps`` when the weight is not 0: a dense term that still tells trajectories apart when every
+    answer in a group is wrong, and that costs a trajectory each expert step it skips."""
+    if step_weight and expert_steps is None:
+        raise ValueError("a step reward weight needs the expert steps of every problem")
     trajectories = [Trajectory(item=i) for i in range(len(problems))]
     for k in range(1, max_calls + 1):
         running = [t for t in trajectories if not t.done]
@@ -70,7 +101,9 @@ def roll_out(sample, tokenizer, problems: list[str], answers: list[str], think_p
             t.steps.append(step)
             t.done = ends_trajectory(step)
     for t in trajectories:
-        t.reward = math_answer_reward(t.solution, answers[t.item])
+        t.answer_reward = math_answer_reward(t.solution, answers[t.item])
+        t.step_score = step_score(t.steps, expert_steps[t.item]) if step_weight else 0.0
+        t.reward = t.answer_reward + step_weight * t.step_score
     return trajectories
 
 
@@ -184,8 +217,10 @@ class StepwiseRolloutMixin:
         return out
 
     def _roll_out(self, rows: list[dict[str, Any]]) -> list[Trajectory]:
+        weight = self.args.stepwise_step_reward
         return roll_out(self._sample_shared_prefix, self._tokenizer, [r["problem"] for r in rows],
-                        [r["answer"] for r in rows], self.args.think_prefill or False, self.args.stepwise_max_calls)
+                        [r["answer"] for r in rows], self.args.think_prefill or False, self.args.stepwise_max_calls,
+                        expert_steps=[r["expert_steps"] for r in rows] if weight else None, step_weight=weight)
 
     @torch.no_grad()
     def _old_logps(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -199,6 +234,9 @@ class StepwiseRolloutMixin:
         trajectories, rewards, keep = first
         metrics = self._metrics["train"]
         metrics["reward"].append(float(rewards.mean()))
+        metrics["rlvr/answer_reward"].append(sum(t.answer_reward for t in trajectories) / len(trajectories))
+        if self.args.stepwise_step_reward:
+            metrics["rlvr/step_score"].append(sum(t.step_score for t in trajectories) / len(trajectories))
         metrics["reward_std"].append(float(rewards.view(-1, self.num_generations).std(dim=1).mean()))
         metrics["rlvr/calls_per_trajectory"].append(sum(len(t.calls) for t in trajectories) / len(trajectories))
         metrics["rlvr/stated_answer"].append(sum(t.done for t in trajectories) / len(trajectories))
