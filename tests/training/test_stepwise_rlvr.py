@@ -8,6 +8,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from srl_rlvr.errors import UserInputError
 from srl_rlvr.prompts import render_generation_prompt, srl_step_messages
 from srl_rlvr.training import trajectory
 from srl_rlvr.training.rlvr_config import RLVRConfig
@@ -172,3 +173,17 @@ def test_step_reward_is_refused_outside_stepwise(tmp_path):
         RLVRConfig(output_dir=str(tmp_path), prompt_mode="final_step", stepwise_step_reward=1.0, use_cpu=True)
     with pytest.raises(ValueError, match=">= 0"):
         RLVRConfig(output_dir=str(tmp_path), prompt_mode="stepwise", stepwise_step_reward=-1.0, use_cpu=True)
+
+
+def test_step_reward_trains_and_logs_its_terms_and_needs_the_expert_steps(tiny_model_dir, grpo_kwargs):
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    args = RLVRConfig(**grpo_kwargs(max_steps=1, max_completion_length=6), prompt_mode="stepwise",
+                      stepwise_max_calls=2, stepwise_step_reward=0.5)
+    with pytest.raises(UserInputError, match="expert_steps"):
+        RLVRTrainer(model=model, args=args, train_dataset=_dataset(4), processing_class=tok)
+    ds = _dataset(4).map(lambda r: {"expert_steps": ["Cy eats 1 apple.", "The answer is 1."]})
+    trainer = RLVRTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "rlvr/step_score" in h)
+    assert 0.0 <= log["rlvr/answer_reward"] <= 1.0 and 0.0 <= log["rlvr/step_score"] <= 1.0
+    assert torch.isfinite(torch.tensor(log["loss"]))
