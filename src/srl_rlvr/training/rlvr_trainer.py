@@ -28,8 +28,9 @@ class RLVRTrainer(ResilienceMixin, FastGenerationMixin, SharedPrefixLogpsMixin, 
 
     def __init__(self, model, args: RLVRConfig, train_dataset, processing_class=None, peft_config=None,
                  callbacks=None, reward_funcs=None):
-        stepwise = (("problem", *(("expert_steps",) if args.stepwise_step_reward else ()))
-                    if args.prompt_mode == "stepwise" else ())
+        # the config already refuses a step reward outside stepwise mode
+        stepwise = (("problem",) if args.prompt_mode == "stepwise" else ()) + \
+            (("expert_steps",) if args.stepwise_step_reward else ())
         require_columns(train_dataset, ("prompt", *stepwise, *REWARD_COLUMNS.get(args.reward, ())),
                         "RLVR training data")
         if reward_funcs is None:

@@ -234,8 +234,8 @@ class StepwiseRolloutMixin:
         trajectories, rewards, keep = first
         metrics = self._metrics["train"]
         metrics["reward"].append(float(rewards.mean()))
-        metrics["rlvr/answer_reward"].append(sum(t.answer_reward for t in trajectories) / len(trajectories))
-        if self.args.stepwise_step_reward:
+        if self.args.stepwise_step_reward:  # without it the answer reward is "reward" itself
+            metrics["rlvr/answer_reward"].append(sum(t.answer_reward for t in trajectories) / len(trajectories))
             metrics["rlvr/step_score"].append(sum(t.step_score for t in trajectories) / len(trajectories))
         metrics["reward_std"].append(float(rewards.view(-1, self.num_generations).std(dim=1).mean()))
         metrics["rlvr/calls_per_trajectory"].append(sum(len(t.calls) for t in trajectories) / len(trajectories))
